@@ -1,0 +1,37 @@
+# Two commands set everything up on a fresh clone:  `make repro`  and  `make test`.
+# Each creates .venv and installs the package with its dev extras when needed.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install repro test lint bench clean-nbval
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
+		| grep -v "is ignored: it is neither a file nor a directory" || true
+	$(BIN)/python -c "import facepruning, torch, torch_pruning, papermill, nbval, dvc"
+	touch $(STAMP)
+
+## Run the whole pipeline (dvc repro) on the embedded ORL default.
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+## The whole test suite: pytest on tests/ and nbval on notebooks/ (small default parameters).
+test: $(STAMP)
+	$(BIN)/python -m pytest tests notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+## Benchmarks: measure and report, never fail on a slow machine.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean-nbval:
+	rm -rf build/nbval

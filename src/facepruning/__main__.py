@@ -1,0 +1,7 @@
+"""``python -m facepruning``: see :mod:`facepruning.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""Where the project lives, and running its notebooks with parameters (the pipeline's stages).
+
+Parameters in notebooks and params.yaml give paths relative to the repository root. Notebooks call
+:func:`chdir_to_project_root` first, so the same defaults work under nbval (which starts a kernel in
+``notebooks/``) and under papermill (started from the root by ``dvc repro``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ParameterError
+
+__all__ = ["project_root", "chdir_to_project_root", "load_params", "run_notebook"]
+
+_MARKER = "dvc.yaml"
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the working directory) with dvc.yaml."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / _MARKER).is_file():
+            return folder
+    raise FileNotFoundError(
+        f"no {_MARKER} found in {here} or any folder above it: run this from inside the "
+        "facepruning repository (or pass the repository folder explicitly)"
+    )
+
+
+def chdir_to_project_root() -> Path:
+    """Make the repository root the working directory and return it."""
+    root = project_root()
+    os.chdir(root)
+    return root
+
+
+def load_params(path: str | os.PathLike, sections: Sequence[str]) -> dict[str, Any]:
+    """Merge the named top-level sections of a params.yaml, later sections winning."""
+    with open(path, encoding="utf-8") as f:
+        params = yaml.safe_load(f) or {}
+    merged: dict[str, Any] = {}
+    for section in sections:
+        if section not in params:
+            raise ParameterError(f"{path} has no section {section!r}; it has {sorted(params)}")
+        merged.update(params[section])
+    return merged
+
+
+def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
+    """The names and defaults declared in a notebook's cell tagged ``parameters``."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    return {name: info.get("default") for name, info in declared.items()}
+
+
+def run_notebook(
+    notebook: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    parameters: Mapping[str, Any],
+    cwd: str | os.PathLike | None = None,
+) -> None:
+    """Execute ``notebook`` with papermill and write the executed copy to ``output``.
+
+    Unknown parameter names are rejected before anything runs. The executed notebook is written
+    to a temporary name and moved into place only when every cell succeeded; a failed run keeps
+    its partial notebook as ``<output stem>.failed.ipynb`` for inspection, and leaves any
+    previous ``output`` untouched.
+    """
+    import papermill
+
+    notebook, output = Path(notebook), Path(output)
+    declared = notebook_parameters(notebook)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ParameterError(
+            f"{notebook.name} has no parameter(s) {unknown}; it declares {sorted(declared)}. "
+            "Fix the name in params.yaml or dvc.yaml."
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    failed = output.with_name(output.stem + ".failed.ipynb")
+    tmp = output.with_name(f".{output.stem}.running.ipynb")
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(tmp),
+            parameters=dict(parameters),
+            cwd=str(cwd or project_root(notebook.parent)),
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    except BaseException:
+        if tmp.exists():
+            os.replace(tmp, failed)
+        raise
+    os.replace(tmp, output)
+    if failed.exists():
+        failed.unlink()

@@ -1,0 +1,179 @@
+"""Filter importance: the criteria that decide which channels the pruning loop removes.
+
+Scores are kept per :class:`~facepruning.surgery.ChannelGroup` (channels that must be removed
+together) as one value per channel; the lower, the less the loss is expected to change when the
+channel goes.
+
+``taylor_activation`` (default)
+    Molchanov et al., "Pruning Convolutional Neural Networks for Resource Efficient Inference",
+    ICLR 2017, the criterion of MATLAB's ``taylorPrunableNetwork`` that the papers used. Removing
+    channel ``c`` sets its feature map ``a`` to zero; to first order the loss changes by
+    ``dL = -sum_{h,w} a * dL/da``. Per image the score is ``|mean_{h,w} a * dL/da|``, averaged
+    over the images of all mini-batches of one pruning step. ``a`` is read where the channel's
+    output leaves its producer (after the BatchNorm that follows the conv), because that is what
+    removal zeroes.
+``taylor_weight``
+    Molchanov et al., "Importance Estimation for Neural Network Pruning", CVPR 2019: per channel,
+    ``(sum_s w_s * dL/dw_s)^2`` over every parameter ``s`` that the channel owns (its conv
+    filters and BatchNorm scale and shift), averaged over mini-batches.
+``l1_norm``
+    Li et al., ICLR 2017: the sum of absolute filter weights. Data-free baseline.
+``random``
+    Uniform random scores: the baseline any criterion must beat.
+
+A group with several producers (a residual stream written by several blocks, MobileNetV2's
+expansion conv tied to its depthwise conv) gets the sum of its members' scores: removing one of
+its channels removes all of them at once, and first-order effects add.
+
+Scores come from hooks on the model itself (no copy). The activation hook keeps a detached view
+of the feature map only until its gradient arrives in the same backward pass, so memory does not
+grow with the number of mini-batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .errors import PruningError
+from .surgery import ChannelGroup
+
+__all__ = ["CRITERIA", "ImportanceAccumulator", "normalize_per_group"]
+
+CRITERIA = ("taylor_activation", "taylor_weight", "l1_norm", "random")
+
+
+class ImportanceAccumulator:
+    """Accumulate per-channel importance for each group over the mini-batches of one step.
+
+    Use as a context manager around the mini-batches (it registers and removes the hooks), call
+    :meth:`after_backward` after each ``loss.backward()`` and before the optimiser step, then read
+    :meth:`scores`::
+
+        with ImportanceAccumulator(model, groups, criterion="taylor_activation") as acc:
+            for x, y in batches:
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                acc.after_backward()
+                optimizer.step(); optimizer.zero_grad()
+        scores = acc.scores()
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: Sequence[ChannelGroup],
+        *,
+        criterion: str = "taylor_activation",
+        generator: torch.Generator | None = None,
+    ):
+        if criterion not in CRITERIA:
+            raise PruningError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
+        self.model = model
+        self.groups = list(groups)
+        self.criterion = criterion
+        self.generator = generator
+        self._modules = dict(model.named_modules())
+        self._sums = {g.name: torch.zeros(g.size, dtype=torch.float64) for g in self.groups}
+        self._count = 0  # images (activation criterion) or mini-batches (the others)
+        self._batch_size = 0
+        self._handles: list = []
+
+    # -- hooks -------------------------------------------------------------------------------
+    def __enter__(self) -> ImportanceAccumulator:
+        if self.criterion == "taylor_activation":
+            for group in self.groups:
+                for name in group.score_points:
+                    module = self._modules[name]
+                    self._handles.append(module.register_forward_hook(self._forward_hook(group)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _forward_hook(self, group: ChannelGroup):
+        sums = self._sums
+
+        def hook(module, inputs, output):
+            if not (torch.is_grad_enabled() and output.requires_grad):
+                return
+            activation = output.detach()
+            self._batch_size = output.shape[0]
+
+            def on_grad(grad):
+                # The loss is a mean over the batch: scale back to per-image loss gradients so
+                # that scores do not depend on the batch size.
+                contrib = (activation * grad).mean(dim=(2, 3)) * grad.shape[0]
+                sums[group.name] += contrib.abs().sum(dim=0).double().cpu()
+
+            output.register_hook(on_grad)
+
+        return hook
+
+    def after_backward(self) -> None:
+        """Read what this mini-batch contributes; call after backward, before the step."""
+        if self.criterion == "taylor_activation":
+            self._count += self._batch_size
+        elif self.criterion == "taylor_weight":
+            for group in self.groups:
+                self._sums[group.name] += self._weight_taylor(group).double().cpu()
+            self._count += 1
+        else:
+            self._count += 1
+
+    def _weight_taylor(self, group: ChannelGroup) -> torch.Tensor:
+        total = torch.zeros(group.size)
+        for name in dict.fromkeys((*group.convs, *group.score_points)):  # conv, then its BN
+            module = self._modules[name]
+            for param in (module.weight, getattr(module, "bias", None)):
+                if param is None or param.grad is None:
+                    continue
+                total += (param.detach() * param.grad).reshape(group.size, -1).sum(1).cpu()
+        return total.pow(2)
+
+    # -- results -----------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def raw_sums(self) -> dict[str, torch.Tensor]:
+        """The un-normalised sums and the count: what ranks add up in distributed scoring."""
+        return {name: s.clone() for name, s in self._sums.items()}
+
+    def scores(self, *, normalize: bool = False) -> dict[str, torch.Tensor]:
+        """Per-group channel scores (float64); ``normalize`` divides each group by its L2 norm."""
+        if self.criterion == "l1_norm":
+            scores = {g.name: self._l1(g) for g in self.groups}
+        elif self.criterion == "random":
+            scores = {
+                g.name: torch.rand(g.size, generator=self.generator, dtype=torch.float64)
+                for g in self.groups
+            }
+        else:
+            if self._count == 0:
+                raise PruningError(
+                    f"no mini-batch was scored for {self.criterion}: run forward/backward and "
+                    "after_backward() inside the accumulator before asking for scores"
+                )
+            scores = {name: s / self._count for name, s in self._sums.items()}
+        return normalize_per_group(scores) if normalize else scores
+
+    def _l1(self, group: ChannelGroup) -> torch.Tensor:
+        total = torch.zeros(group.size, dtype=torch.float64)
+        for name in group.convs:
+            weight = self._modules[name].weight.detach()
+            total += weight.abs().reshape(group.size, -1).sum(1).double().cpu()
+        return total
+
+
+def normalize_per_group(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Molchanov et al. (2017)'s layer-wise L2 normalisation: ``s / ||s||_2`` within each group.
+
+    It makes scores comparable across layers, but a group with many channels gets smaller
+    per-channel values, which tilts removal towards the widest layers.
+    """
+    return {name: s / s.norm().clamp_min(1e-12) for name, s in scores.items()}

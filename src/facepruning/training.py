@@ -1,0 +1,369 @@
+"""Identification training of the face backbones, as in both papers.
+
+The networks learn to tell the training identities apart (softmax cross-entropy); their pooled
+features then serve as face descriptors for verification of unseen identities. Optimiser and
+schedule follow the papers: SGD with momentum, the learning rate stepping down through
+0.01 -> 0.005 -> 0.001 -> 0.0001 each time the validation loss stops improving
+(:class:`PlateauSchedule`).
+
+Every random draw of an epoch (shuffling, crops, flips, dropout) comes from a seed derived from
+``(seed, epoch)``. Training is therefore deterministic on CPU for a seed, and a run interrupted at
+any point resumes from its last checkpoint to exactly the weights an uninterrupted run reaches.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import artifacts
+from .errors import ParameterError
+from .verification import flatten_report, identification_accuracy, verification_report
+
+__all__ = [
+    "PlateauSchedule",
+    "TrainConfig",
+    "epoch_generator",
+    "make_loader",
+    "epoch_batches",
+    "train_epoch",
+    "train_identification",
+    "evaluate_identification",
+    "extract_descriptors",
+    "evaluate_face_model",
+]
+
+PAPER_LR_LEVELS = (0.01, 0.005, 0.001, 0.0001)
+
+
+class PlateauSchedule:
+    """Step through fixed learning-rate levels whenever the validation loss plateaus.
+
+    After ``patience`` epochs without an improvement of at least ``min_delta`` (relative) on the
+    best validation loss, the next level is taken. A plateau on the last level marks the schedule
+    :attr:`finished`, which ends training early.
+    """
+
+    def __init__(
+        self, levels: Sequence[float] = PAPER_LR_LEVELS, *, patience: int = 2, min_delta=1e-3
+    ):
+        if not levels or any(lr <= 0 for lr in levels):
+            raise ParameterError(f"lr_levels must be positive learning rates, got {levels!r}")
+        if patience < 1:
+            raise ParameterError(f"patience must be at least 1 epoch, got {patience}")
+        self.levels = [float(lr) for lr in levels]
+        self.patience = patience
+        self.min_delta = min_delta
+        self.level = 0
+        self.best = math.inf
+        self.bad_epochs = 0
+        self.finished = False
+
+    @property
+    def lr(self) -> float:
+        return self.levels[self.level]
+
+    def step(self, val_loss: float) -> bool:
+        """Record one epoch's validation loss; return True when the learning rate changed."""
+        if val_loss < self.best * (1 - self.min_delta):
+            self.best, self.bad_epochs = val_loss, 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs < self.patience:
+            return False
+        self.bad_epochs = 0
+        if self.level + 1 < len(self.levels):
+            self.level += 1
+            return True
+        self.finished = True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("level", "best", "bad_epochs", "finished")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of identification training (the notebook's and CLI's parameters)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr_levels: Sequence[float] = PAPER_LR_LEVELS
+    patience: int = 2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    channels_last: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ParameterError(
+                f"epochs and batch_size must be at least 1, got {self.epochs}, {self.batch_size}"
+            )
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A generator seeded from (seed, epoch, stream): the same draws however a run was resumed."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+
+
+def make_loader(
+    dataset: Dataset, *, batch_size: int, shuffle: bool, generator=None, num_workers: int = 0
+) -> DataLoader:
+    """A DataLoader whose order depends only on ``generator``."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        persistent_workers=False,
+    )
+
+
+def _to_device(batch, transform, generator, device, memory_format):
+    images, labels = batch[0], batch[1]
+    x = transform(images, generator).to(device, memory_format=memory_format)
+    return x, labels.to(device)
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Iterable,
+    optimizer: torch.optim.Optimizer | None,
+    transform: Callable,
+    *,
+    generator: torch.Generator,
+    channels_last: bool = True,
+    after_backward: Callable[[], None] | None = None,
+    progress: Any = None,
+) -> dict[str, float]:
+    """One pass of SGD over ``batches``; returns mean loss and top-1 accuracy.
+
+    ``after_backward`` runs between ``backward()`` and the optimiser step: where the filter
+    scoring reads its gradients. With ``optimizer=None`` gradients are computed but no weight
+    changes (scoring a frozen network).
+    """
+    model.train()
+    device = next(model.parameters()).device
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    total_loss, correct, seen = 0.0, 0, 0
+    for batch in batches:
+        x, y = _to_device(batch, transform, generator, device, fmt)
+        model.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        if after_backward is not None:
+            after_backward()
+        if optimizer is not None:
+            optimizer.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{total_loss / seen:.3f}")
+    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
+
+
+@torch.inference_mode()
+def _forward_all(model, dataset, transform, batch_size, fn):
+    model.eval()
+    device = next(model.parameters()).device
+    outs, labels, indices = [], [], []
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+        x = transform(batch[0], None).to(device)
+        outs.append(fn(x).float().cpu())
+        labels.append(batch[1])
+        indices.append(batch[2])
+    return torch.cat(outs), torch.cat(labels), torch.cat(indices)
+
+
+def evaluate_identification(
+    model: nn.Module, dataset: Dataset, transform: Callable, *, batch_size: int = 64
+) -> dict[str, float]:
+    """Closed-set loss and top-1 accuracy on labelled images (the validation split)."""
+    logits, labels, _ = _forward_all(model, dataset, transform, batch_size, model)
+    loss = nn.functional.cross_entropy(logits, labels).item()
+    return {"loss": loss, "acc": identification_accuracy(logits, labels)}
+
+
+def extract_descriptors(
+    model: nn.Module, dataset: Dataset, transform: Callable, *, batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Face descriptors (``model.embed``) of every image, and their manifest indices."""
+    desc, _, indices = _forward_all(model, dataset, transform, batch_size, model.embed)
+    return desc, indices
+
+
+def evaluate_face_model(
+    model: nn.Module,
+    *,
+    val_set: Dataset,
+    test_set: Dataset,
+    manifest,
+    transform: Callable,
+    pairs=None,
+    template_sizes: Sequence[int] = (1, 5),
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Validation identification plus open-set verification on the test identities.
+
+    Returns a flat dict: ``val/loss``, ``val/acc`` and the verification report's keys (``t1/eer``,
+    ``t5/tar@far=0.01``, ``lfw/accuracy_mean``, ``pose/F-P/eer``, ...).
+    """
+    metrics = {
+        f"val/{k}": v
+        for k, v in evaluate_identification(
+            model, val_set, transform, batch_size=batch_size
+        ).items()
+    }
+    desc, indices = extract_descriptors(model, test_set, transform, batch_size=batch_size)
+    rows = manifest.set_index("index").loc[indices.numpy()]
+    extra = {}
+    if pairs is not None:
+        position = {int(i): p for p, i in enumerate(indices.tolist())}
+        pairs = pairs.assign(a=pairs["a"].map(position), b=pairs["b"].map(position))
+        extra["pairs"] = pairs
+    if "pose" in rows.columns and rows["pose"].notna().all():
+        extra["poses"] = rows["pose"].tolist()
+        extra["template_ids"] = rows["template"].tolist()
+    report = verification_report(
+        desc, rows["identity"].tolist(), template_sizes=tuple(template_sizes), **extra
+    )
+    metrics.update(flatten_report(report))
+    return metrics
+
+
+def _checkpoint_state(model, optimizer, schedule, epoch, history, run_fingerprint):
+    return {
+        "fingerprint": run_fingerprint,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "history": history,
+    }
+
+
+def train_identification(
+    model: nn.Module,
+    *,
+    train_set: Dataset,
+    val_set: Dataset,
+    train_transform: Callable,
+    eval_transform: Callable,
+    config: TrainConfig,
+    checkpoint_dir: str | Path | None = None,
+    run_fingerprint: str = "",
+    progress: bool = True,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` in place for identification; return the per-epoch history.
+
+    With ``checkpoint_dir``, the state after every epoch is saved to ``last.pt`` (atomically), and
+    a later call with the same ``run_fingerprint`` resumes after the last finished epoch. A
+    checkpoint with another fingerprint (other parameters or data) is ignored and overwritten.
+    """
+    from tqdm.auto import tqdm
+
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    schedule = PlateauSchedule(config.lr_levels, patience=config.patience)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=schedule.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    history: list[dict[str, Any]] = []
+    start = 0
+    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
+    if ckpt_path is not None and ckpt_path.exists():
+        state = artifacts.load_torch(ckpt_path)
+        if state.get("fingerprint") == run_fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            history, start = list(state["history"]), state["epoch"] + 1
+
+    epochs = tqdm(range(config.epochs), desc="epochs", disable=not progress, initial=start)
+    for epoch in range(start, config.epochs):
+        if schedule.finished:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr
+        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout
+        loader = make_loader(
+            train_set,
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=epoch_generator(config.seed, epoch, 0),
+            num_workers=config.num_workers,
+        )
+        tic = time.perf_counter()
+        with tqdm(
+            total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not progress
+        ) as bar:
+            train = train_epoch(
+                model,
+                loader,
+                optimizer,
+                train_transform,
+                generator=epoch_generator(config.seed, epoch, 1),
+                channels_last=config.channels_last,
+                progress=bar,
+            )
+        val = evaluate_identification(model, val_set, eval_transform)
+        row = {
+            "epoch": epoch,
+            "lr": schedule.lr,
+            "train_loss": train["loss"],
+            "train_acc": train["acc"],
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "seconds": time.perf_counter() - tic,
+        }
+        schedule.step(val["loss"])
+        history.append(row)
+        if ckpt_path is not None:
+            artifacts.save_torch(
+                ckpt_path,
+                _checkpoint_state(model, optimizer, schedule, epoch, history, run_fingerprint),
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+        epochs.update(1)
+        epochs.set_postfix(val_loss=f"{val['loss']:.3f}", val_acc=f"{val['acc']:.2f}")
+    epochs.close()
+    return history
+
+
+def epoch_batches(
+    dataset: Dataset, *, batch_size: int, seed: int, epoch: int, num_workers: int = 0
+) -> Iterator:
+    """Shuffled mini-batches, endlessly, starting at ``epoch``: the order depends only on
+    ``(seed, epoch)``, so a resumed run draws the same batches."""
+    while True:
+        yield from make_loader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=epoch_generator(seed, epoch, 0),
+            num_workers=num_workers,
+        )
+        epoch += 1

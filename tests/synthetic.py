@@ -1,0 +1,31 @@
+"""Tiny synthetic face sets for fast tests of training, scoring and pruning (no files)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from facepruning.loaders import BatchTransform
+
+
+class TinyFaces(Dataset):
+    """``n_classes`` identities, each a fixed random uint8 pattern plus noise, 1x`size`x`size`."""
+
+    def __init__(self, *, n_classes=4, per_class=6, size=20, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        base = torch.randint(0, 256, (n_classes, 1, size, size), generator=g).float()
+        noise = torch.randn(n_classes * per_class, 1, size, size, generator=g) * 30
+        labels = torch.arange(n_classes).repeat_interleave(per_class)
+        self.images = (base[labels] + noise).clamp(0, 255).to(torch.uint8)
+        self.labels = labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i]), i
+
+
+def transforms(image_size=16):
+    common = {"image_size": image_size, "mean": 127.5, "std": 64.0}
+    return BatchTransform(train=True, **common), BatchTransform(train=False, **common)

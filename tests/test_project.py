@@ -1,0 +1,123 @@
+"""The notebook runner behind every DVC stage, and the pipeline's own wiring."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from papermill.exceptions import PapermillExecutionError
+
+from facepruning.cli import main, parse_assignments
+from facepruning.errors import ParameterError
+from facepruning.project import load_params, notebook_parameters, project_root, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("value = 1\nfail = False")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+def test_parse_assignments_reads_yaml_values():
+    assert parse_assignments(["a=1", "b=[1, 2]", "c=text", "d=null", "e="]) == {
+        "a": 1,
+        "b": [1, 2],
+        "c": "text",
+        "d": None,
+        "e": "",
+    }
+    with pytest.raises(ParameterError):
+        parse_assignments(["novalue"])
+
+
+def test_load_params_merges_sections_and_names_missing_ones(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump({"a": {"x": 1, "y": 2}, "b": {"y": 3}}))
+    assert load_params(p, ["a", "b"]) == {"x": 1, "y": 3}
+    with pytest.raises(ParameterError, match="no section 'c'"):
+        load_params(p, ["c"])
+
+
+def test_unknown_parameter_is_rejected_before_running(tmp_path):
+    nb = _notebook(tmp_path / "n.ipynb", "print(value)")
+    assert notebook_parameters(nb) == {"value": "1", "fail": "False"}
+    with pytest.raises(ParameterError, match="no parameter"):
+        run_notebook(nb, tmp_path / "out.ipynb", parameters={"valeu": 2}, cwd=tmp_path)
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_failed_run_keeps_the_previous_output(tmp_path):
+    nb = _notebook(tmp_path / "n.ipynb", "assert not fail\nprint('value', value)")
+    out = tmp_path / "out.ipynb"
+    run_notebook(nb, out, parameters={"value": 7}, cwd=tmp_path)
+    first = out.read_text()
+    assert "value 7" in first
+    with pytest.raises(PapermillExecutionError):
+        run_notebook(nb, out, parameters={"fail": True}, cwd=tmp_path)
+    assert out.read_text() == first
+    assert (tmp_path / "out.failed.ipynb").exists()
+
+
+def test_cli_reports_bad_parameters_cleanly(tmp_path, capsys):
+    nb = _notebook(tmp_path / "n.ipynb", "print(value)")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"s": {"nope": 1}}))
+    code = main(
+        [
+            "run-notebook",
+            str(nb),
+            str(tmp_path / "o.ipynb"),
+            "--params",
+            str(params),
+            "--section",
+            "s",
+        ]
+    )
+    assert code == 2
+    assert "no parameter" in capsys.readouterr().err
+
+
+def test_every_stage_passes_only_parameters_its_notebook_declares():
+    """params.yaml sections and dvc.yaml --set keys all exist in the notebooks' parameters."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    variables = {k: v for entry in pipeline.get("vars", []) for k, v in entry.items()}
+    for name, stage in pipeline["stages"].items():
+        spec = stage.get("do", stage)
+        cmd = spec["cmd"]
+        for key, value in variables.items():
+            cmd = cmd.replace("${" + key + "}", value)
+        words = cmd.split()
+        notebook = ROOT / words[words.index("run-notebook") + 1]
+        declared = set(notebook_parameters(notebook))
+        sections = [words[i + 1] for i, w in enumerate(words) if w == "--section"]
+        passed = {k for s in sections for k in params[s]}
+        start = words.index("--set") + 1 if "--set" in words else len(words)
+        passed |= {w.split("=")[0] for w in words[start:] if "=" in w}
+        assert passed <= declared, f"stage {name}: {sorted(passed - declared)} undeclared"
+        assert set(spec["params"]) == set(sections), f"stage {name} tracks other params"
+
+
+def test_project_root_is_found_from_inside(tmp_path):
+    assert project_root(ROOT / "notebooks") == ROOT
+    with pytest.raises(FileNotFoundError, match="dvc.yaml"):
+        project_root(tmp_path)
+
+
+def test_source_notebooks_have_no_outputs_and_a_parameters_cell():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert not any(c.get("outputs") or c.get("execution_count") for c in code), path.name
+        assert any("parameters" in c["metadata"].get("tags", []) for c in code), path.name

@@ -1,0 +1,126 @@
+"""The pruning loop: global selection, resume after interruption, impossible requests."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from synthetic import TinyFaces, transforms
+
+from facepruning.errors import PruningError
+from facepruning.models import build_model, count_parameters
+from facepruning.pruning import PruningConfig, prune_iteratively, select_channels
+from facepruning.surgery import prunable_groups
+
+
+def test_select_channels_takes_the_global_lowest_and_keeps_one_per_group():
+    scores = {
+        "a": torch.tensor([0.5, 0.1, 0.9]),
+        "b": torch.tensor([0.2, 0.05]),
+        "c": torch.tensor([0.01]),
+    }
+    plan = select_channels(scores, count=3, min_channels=1)
+    # c's only channel must stay; b keeps one (its best); then a's 0.1 and 0.5 are next.
+    assert plan == {"b": [1], "a": [0, 1]}
+    assert select_channels(scores, count=1) == {"b": [1]}
+
+
+def test_select_channels_refuses_more_than_can_go():
+    scores = {"a": torch.tensor([0.5, 0.1]), "b": torch.tensor([0.2])}
+    with pytest.raises(PruningError, match="only 1 can go"):
+        select_channels(scores, count=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"criterion": "nope"}, "unknown criterion"),
+        ({"filters_per_step": 0}, "positive"),
+        ({"filters_per_step": 2.5}, "neither a whole count"),
+        ({"target_fraction": 1.2}, "target_fraction"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"finetune_epochs": -1}, "negative"),
+    ],
+)
+def test_bad_pruning_parameters_are_named(kwargs, message):
+    with pytest.raises(PruningError, match=message):
+        PruningConfig(**kwargs)
+
+
+def _evaluate(val):
+    def evaluate(model):
+        with torch.no_grad():
+            x = transforms()[1](val.images, None)
+            loss = F.cross_entropy(model(x), val.labels).item()
+        return {"val/loss": loss}
+
+    return evaluate
+
+
+def _prune(tmp_path, *, max_steps, fail_in_step=None, **overrides):
+    torch.manual_seed(5)
+    model = build_model("squeezenet", num_classes=4)
+    train_tf, _ = transforms()
+    calls = {"n": 0}
+
+    def transform(batch, generator):
+        calls["n"] += 1
+        if fail_in_step is not None and calls["n"] == fail_in_step:
+            raise KeyboardInterrupt("simulated interruption")
+        return train_tf(batch, generator)
+
+    config = PruningConfig(
+        filters_per_step=16,
+        max_steps=max_steps,
+        score_batches=2,
+        batch_size=8,
+        finetune_epochs=1,
+        final_finetune_epochs=1,
+        **overrides,
+    )
+    return prune_iteratively(
+        model,
+        train_set=TinyFaces(),
+        train_transform=transform,
+        evaluate=_evaluate(TinyFaces(seed=1, per_class=2)),
+        example_input=torch.zeros(1, 3, 16, 16),
+        config=config,
+        checkpoint_dir=tmp_path,
+        run_fingerprint="run",
+        progress=False,
+    )
+
+
+def test_loop_removes_what_it_reports(tmp_path):
+    result = _prune(tmp_path, max_steps=2)
+    stages = [(r["step"], r["stage"]) for r in result.history]
+    assert stages == [
+        (0, "original"),
+        (1, "pruned"),
+        (1, "finetuned"),
+        (2, "pruned"),
+        (2, "finetuned"),
+        (2, "final"),
+    ]
+    assert [r["channels_removed"] for r in result.history if r["stage"] == "pruned"] == [16, 32]
+    assert result.history[-1]["params"] == count_parameters(result.model)
+    assert result.history[-1]["params"] < result.history[0]["params"]
+    groups = prunable_groups(result.model, example_input=torch.zeros(1, 3, 16, 16))
+    assert {g.name: g.size for g in groups} == result.layers[-1]["sizes"]
+    assert sum(result.layers[0]["sizes"].values()) - sum(g.size for g in groups) == 32
+
+
+def test_interrupted_loop_resumes_to_the_same_result(tmp_path):
+    reference = _prune(tmp_path / "ref", max_steps=3)
+    # Each step: 2 scoring batches + 3 fine-tuning batches; call 8 falls inside step 2.
+    with pytest.raises(KeyboardInterrupt):
+        _prune(tmp_path / "run", max_steps=3, fail_in_step=8)
+    resumed = _prune(tmp_path / "run", max_steps=3)
+    assert [r["val/loss"] for r in resumed.history] == [r["val/loss"] for r in reference.history]
+    ref_state, state = reference.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(ref_state[k], state[k]) for k in ref_state)
+
+
+def test_impossible_amounts_fail_before_any_work(tmp_path):
+    with pytest.raises(PruningError, match="can be removed"):
+        _prune(tmp_path, max_steps=1000)
+    with pytest.raises(PruningError, match="impossible"):
+        _prune(tmp_path, max_steps=3, target_fraction=0.9999)

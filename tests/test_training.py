@@ -1,0 +1,97 @@
+"""Identification training: the plateau schedule, determinism, and resume after interruption."""
+
+import pytest
+import torch
+from synthetic import TinyFaces, transforms
+
+from facepruning.errors import ParameterError
+from facepruning.models import build_model
+from facepruning.training import PlateauSchedule, TrainConfig, train_identification
+
+
+def test_plateau_schedule_steps_through_levels_then_finishes():
+    schedule = PlateauSchedule([0.1, 0.01], patience=2)
+    assert schedule.lr == 0.1
+    assert not schedule.step(1.0)  # first value is the best so far
+    assert not schedule.step(1.0)  # one bad epoch: wait
+    assert schedule.step(1.5)  # second bad epoch: next level
+    assert schedule.lr == 0.01 and not schedule.finished
+    assert not schedule.step(0.5)  # improvement resets the count
+    schedule.step(0.6)
+    schedule.step(0.7)
+    assert schedule.finished and schedule.lr == 0.01
+
+
+def test_plateau_schedule_rejects_bad_levels():
+    with pytest.raises(ParameterError):
+        PlateauSchedule([], patience=1)
+    with pytest.raises(ParameterError):
+        PlateauSchedule([0.1], patience=0)
+
+
+def _train(tmp_path, epochs, *, fail_at_batch=None, checkpoint=True):
+    torch.manual_seed(123)
+    model = build_model("squeezenet", num_classes=4)
+    train_tf, eval_tf = transforms()
+    calls = {"n": 0}
+
+    def transform(batch, generator):
+        calls["n"] += 1
+        if fail_at_batch is not None and calls["n"] == fail_at_batch:
+            raise KeyboardInterrupt("simulated interruption")
+        return train_tf(batch, generator)
+
+    history = train_identification(
+        model,
+        train_set=TinyFaces(),
+        val_set=TinyFaces(seed=1, per_class=2),
+        train_transform=transform,
+        eval_transform=eval_tf,
+        config=TrainConfig(epochs=epochs, batch_size=8, seed=7),
+        checkpoint_dir=tmp_path if checkpoint else None,
+        run_fingerprint="run",
+        progress=False,
+    )
+    return model, history
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    m1, h1 = _train(tmp_path / "a", 2, checkpoint=False)
+    m2, h2 = _train(tmp_path / "b", 2, checkpoint=False)
+    assert [r["val_loss"] for r in h1] == [r["val_loss"] for r in h2]
+    assert _same_weights(m1, m2)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    reference, ref_history = _train(tmp_path / "ref", 3)
+    # 24 images / batch 8 = 3 batches per epoch: batch 5 is in the middle of epoch 1.
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "run", 3, fail_at_batch=5)
+    assert (tmp_path / "run" / "last.pt").exists()
+    resumed, history = _train(tmp_path / "run", 3)
+    assert len(history) == 3
+    assert [r["val_loss"] for r in history] == [r["val_loss"] for r in ref_history]
+    assert _same_weights(reference, resumed)
+
+
+def test_checkpoint_of_another_run_is_not_resumed(tmp_path):
+    _train(tmp_path, 1)
+    model = build_model("squeezenet", num_classes=4)
+    train_tf, eval_tf = transforms()
+    history = train_identification(
+        model,
+        train_set=TinyFaces(),
+        val_set=TinyFaces(seed=1, per_class=2),
+        train_transform=train_tf,
+        eval_transform=eval_tf,
+        config=TrainConfig(epochs=1, batch_size=8, seed=7),
+        checkpoint_dir=tmp_path,
+        run_fingerprint="other parameters",
+        progress=False,
+    )
+    assert len(history) == 1  # trained afresh rather than treating the old run as finished
