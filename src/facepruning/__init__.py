@@ -6,10 +6,12 @@ The open, runnable companion to
 - "Deep Network Pruning: A Comparative Study on CNNs in Face Recognition"
   (Alonso-Fernandez et al., arXiv 2405.18302).
 
-One module per concept: ``data`` sources, ``protocols``, ``manifest`` and ``images`` prepare the
+One module per concept: ``sources``, ``protocols``, ``manifest`` and ``images`` prepare the
 data; ``loaders`` feeds it; ``models`` builds the backbones; ``training`` trains them;
 ``verification`` measures them; ``scoring`` ranks filters; ``surgery`` removes them;
-``pruning`` runs the iterative loop; ``plots`` draws; ``artifacts`` writes files safely.
+``pruning`` runs the iterative loop; ``distributed`` spreads it over processes; ``stages`` are
+the pipeline's steps as functions; ``analysis`` and ``plots`` report; ``artifacts`` writes files
+safely. docs/ARCHITECTURE.md has the map.
 """
 
 __version__ = "0.1.0"

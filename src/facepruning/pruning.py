@@ -14,11 +14,16 @@ One *step*:
 Each step is checkpointed (state dict plus channel layout); a run interrupted anywhere resumes
 after its last finished step and reaches the same result. The history records, per step, what
 was removed, the parameters and MACs left, the channels left per group, and the metrics.
+
+Under torch.distributed (``torchrun``) every rank runs the loop: scoring and fine-tuning are
+data-parallel over shards of the same global batches, the score sums and counts are summed over
+ranks before ranking (so every rank removes the same channels), and rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Mapping
@@ -30,6 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from . import distributed
 from .errors import PruningError
 from .models import count_macs, count_parameters
 from .scoring import CRITERIA, ImportanceAccumulator
@@ -184,16 +190,18 @@ def _finetune(model, train_set, transform, config: PruningConfig, *, epochs: int
         num_workers=config.num_workers,
     )
     per_epoch = math.ceil(len(train_set) / config.batch_size)
-    for epoch in range(epochs):
-        torch.manual_seed(config.seed * 7919 + key * 1000 + epoch)
-        train_epoch(
-            model,
-            itertools.islice(batches, per_epoch),
-            optimizer,
-            transform,
-            generator=epoch_generator(config.seed, key * 1000 + epoch, 1),
-            channels_last=config.channels_last,
-        )
+    rank = distributed.info().rank
+    with distributed.data_parallel(model) as net:
+        for epoch in range(epochs):
+            torch.manual_seed(config.seed * 7919 + key * 1000 + epoch + rank * 104_729)
+            train_epoch(
+                net,
+                itertools.islice(batches, per_epoch),
+                optimizer,
+                transform,
+                generator=epoch_generator(config.seed, key * 1000 + epoch, 1),
+                channels_last=config.channels_last,
+            )
 
 
 def _score_and_remove(model, groups, *, step, train_set, transform, config, per_step, example):
@@ -212,20 +220,22 @@ def _score_and_remove(model, groups, *, step, train_set, transform, config, per_
         epoch=step * 1000,
         num_workers=config.num_workers,
     )
-    torch.manual_seed(config.seed * 7919 + step)
+    torch.manual_seed(config.seed * 7919 + step + distributed.info().rank * 104_729)
     accumulator = ImportanceAccumulator(
         model, groups, criterion=config.criterion, generator=epoch_generator(config.seed, step, 2)
     )
-    with accumulator:
+    with accumulator, distributed.data_parallel(model) as net:
         train_epoch(
-            model,
+            net,
             itertools.islice(batches, config.score_batches),
             optimizer,
             transform,
             generator=epoch_generator(config.seed, step, 1),
             channels_last=config.channels_last,
             after_backward=accumulator.after_backward,
+            before_backward=accumulator.set_grad_scale,
         )
+    distributed.all_reduce_importance(accumulator)  # every rank ranks the same totals
     scores = accumulator.scores(normalize=config.normalize_scores)
     plan = select_channels(scores, count=per_step, min_channels=config.min_channels)
     remove_channels(model, plan, example_input=example)
@@ -254,7 +264,8 @@ def prune_iteratively(
     """
     from tqdm.auto import tqdm
 
-    example = example_input[:1].detach().cpu()
+    device = next(model.parameters()).device
+    example = example_input[:1].detach().to(device)
     image_size = int(example.shape[-1])
     groups0 = prunable_groups(model, example_input=example)
     channels0, filters0 = sum(g.size for g in groups0), _filters(groups0)
@@ -281,6 +292,7 @@ def prune_iteratively(
     if ckpt is not None and ckpt.exists():
         saved, meta = load_model(ckpt)
         if meta.get("fingerprint") == run_fingerprint:
+            saved.to(device)
             result = PruningResult(saved, list(meta["history"]), list(meta["layers"]))
             start = meta["step"] + 1
     if not result.history:
@@ -288,7 +300,7 @@ def prune_iteratively(
         result.layers.append({"step": 0, "sizes": {g.name: g.size for g in groups0}})
 
     def save(step):
-        if ckpt is not None:
+        if ckpt is not None and distributed.is_main():
             meta = {
                 "fingerprint": run_fingerprint,
                 "step": step,
@@ -296,21 +308,27 @@ def prune_iteratively(
                 "layers": result.layers,
             }
             save_model(ckpt, result.model, meta=meta)
+        distributed.barrier()
 
     model = result.model
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     done = any(row["stage"] == "final" for row in result.history)
     bar = tqdm(
-        total=config.max_steps, initial=start - 1, desc="pruning steps", disable=not progress
+        total=config.max_steps,
+        initial=start - 1,
+        desc="pruning steps",
+        disable=not (progress and distributed.is_main()),
     )
     step = start
+    # Group membership never changes (every group keeps a channel); only sizes shrink. Tracing
+    # the network once here and updating sizes from each plan saves a trace per step.
+    groups = prunable_groups(model, example_input=example)
     while not done and step <= config.max_steps:
-        groups = prunable_groups(model, example_input=example)
         removed = 1 - _filters(groups) / filters0
         if config.target_fraction is not None and removed >= config.target_fraction - 1e-9:
             break
-        _score_and_remove(
+        plan = _score_and_remove(
             model,
             groups,
             step=step,
@@ -320,7 +338,7 @@ def prune_iteratively(
             per_step=per_step,
             example=example,
         )
-        groups = prunable_groups(model, example_input=example)
+        groups = [dataclasses.replace(g, size=g.size - len(plan.get(g.name, ()))) for g in groups]
         result.history.append(record("pruned", step, model, groups))
         if config.finetune_epochs:
             tuned = copy.deepcopy(model)
@@ -347,7 +365,6 @@ def prune_iteratively(
                 epochs=config.final_finetune_epochs,
                 key=10_000,
             )
-        groups = prunable_groups(model, example_input=example)
         result.history.append(record("final", last_step, model, groups))
         save(last_step)
     result.model = model.eval()

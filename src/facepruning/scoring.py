@@ -80,6 +80,10 @@ class ImportanceAccumulator:
         self._count = 0  # images (activation criterion) or mini-batches (the others)
         self._batch_size = 0
         self._handles: list = []
+        # Turns the gradient of the loss into per-image loss gradients. None: the loss is a mean
+        # over the batch, so the factor is the batch size. Data-parallel training sets it per
+        # batch (set_grad_scale) because its loss is scaled to the global batch.
+        self.grad_scale: float | None = None
 
     # -- hooks -------------------------------------------------------------------------------
     def __enter__(self) -> ImportanceAccumulator:
@@ -107,7 +111,8 @@ class ImportanceAccumulator:
             def on_grad(grad):
                 # The loss is a mean over the batch: scale back to per-image loss gradients so
                 # that scores do not depend on the batch size.
-                contrib = (activation * grad).mean(dim=(2, 3)) * grad.shape[0]
+                scale = grad.shape[0] if self.grad_scale is None else self.grad_scale
+                contrib = (activation * grad).mean(dim=(2, 3)) * scale
                 sums[group.name] += contrib.abs().sum(dim=0).double().cpu()
 
             output.register_hook(on_grad)
@@ -143,6 +148,23 @@ class ImportanceAccumulator:
     def raw_sums(self) -> dict[str, torch.Tensor]:
         """The un-normalised sums and the count: what ranks add up in distributed scoring."""
         return {name: s.clone() for name, s in self._sums.items()}
+
+    def load_raw_sums(self, sums: dict[str, torch.Tensor], *, count: int) -> None:
+        """Replace the sums and the count, e.g. by their totals over ranks (the inverse of
+        :meth:`raw_sums`; distributed scoring sums both before ranking)."""
+        if set(sums) != set(self._sums):
+            raise PruningError(f"sums for groups {sorted(sums)}, expected {sorted(self._sums)}")
+        for name, s in sums.items():
+            if s.shape != self._sums[name].shape:
+                raise PruningError(
+                    f"{name}: {tuple(s.shape)} sums for {len(self._sums[name])} channels"
+                )
+            self._sums[name] = s.detach().to(torch.float64).cpu().clone()
+        self._count = int(count)
+
+    def set_grad_scale(self, scale: float | None) -> None:
+        """Set :attr:`grad_scale` for the next backward pass (None: the batch size)."""
+        self.grad_scale = scale
 
     def scores(self, *, normalize: bool = False) -> dict[str, torch.Tensor]:
         """Per-group channel scores (float64); ``normalize`` divides each group by its L2 norm."""

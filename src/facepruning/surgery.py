@@ -251,14 +251,18 @@ def zero_channels(
     plan: Mapping[str, Sequence[int]],
     *,
     example_input: torch.Tensor | None = None,
+    groups: Sequence[ChannelGroup] | None = None,
 ) -> Iterator[None]:
     """Within the block, the plan's channels read as zero at every score point of their group.
 
     The network then computes what ``remove_channels(model, plan)`` would give (the "masked
     original"), with the same layer widths: a teaching and testing aid. Forward hooks are
-    removed on exit. The plan is checked as in :func:`remove_channels`.
+    removed on exit. The plan is checked as in :func:`remove_channels`. Pass ``groups`` (from
+    :func:`prunable_groups` on this model) to skip tracing the network again.
     """
-    groups = {g.name: g for g in prunable_groups(model, example_input=example_input)}
+    if groups is None:
+        groups = prunable_groups(model, example_input=example_input)
+    groups = {g.name: g for g in groups}
     clean = _check_plan(plan, groups)
     handles = []
 

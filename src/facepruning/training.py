@@ -9,6 +9,10 @@ schedule follow the papers: SGD with momentum, the learning rate stepping down t
 Every random draw of an epoch (shuffling, crops, flips, dropout) comes from a seed derived from
 ``(seed, epoch)``. Training is therefore deterministic on CPU for a seed, and a run interrupted at
 any point resumes from its last checkpoint to exactly the weights an uninterrupted run reaches.
+
+Under ``torchrun`` (several processes, see :mod:`facepruning.distributed`) the same functions train
+data-parallel: each rank takes its shard of the same global batches, BatchNorm is synchronised,
+and only rank 0 writes checkpoints; the checkpoints are the same as single-process ones.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from . import artifacts
+from . import artifacts, distributed
 from .errors import ParameterError
 from .verification import flatten_report, identification_accuracy, verification_report
 
@@ -34,6 +38,7 @@ __all__ = [
     "epoch_generator",
     "make_loader",
     "epoch_batches",
+    "shuffled_loader",
     "train_epoch",
     "train_identification",
     "evaluate_identification",
@@ -134,9 +139,34 @@ def make_loader(
     )
 
 
+def shuffled_loader(dataset: Dataset, *, batch_size: int, generator=None, num_workers: int = 0):
+    """Shuffled mini-batches in the order of ``generator``: a :func:`make_loader` in a single
+    process, this rank's :class:`~facepruning.distributed.ShardedLoader` of the same global
+    batches under torch.distributed."""
+    if distributed.info().distributed:
+        return distributed.ShardedLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=num_workers,
+        )
+    return make_loader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=num_workers,
+    )
+
+
 def _to_device(batch, transform, generator, device, memory_format):
     images, labels = batch[0], batch[1]
-    x = transform(images, generator).to(device, memory_format=memory_format)
+    if isinstance(batch, distributed.ShardedBatch):
+        x = batch.transform(transform, generator)
+    else:
+        x = transform(images, generator)
+    x = x.to(device, memory_format=memory_format)
     return x, labels.to(device)
 
 
@@ -150,12 +180,18 @@ def train_epoch(
     channels_last: bool = True,
     after_backward: Callable[[], None] | None = None,
     progress: Any = None,
+    before_backward: Callable[[float | None], None] | None = None,
 ) -> dict[str, float]:
     """One pass of SGD over ``batches``; returns mean loss and top-1 accuracy.
 
     ``after_backward`` runs between ``backward()`` and the optimiser step: where the filter
     scoring reads its gradients. With ``optimizer=None`` gradients are computed but no weight
-    changes (scoring a frozen network).
+    changes (scoring a frozen network). ``before_backward(scale)`` runs just before
+    ``backward()`` with the number of images per unit of loss gradient: None for an ordinary
+    batch (a mean loss), ``global batch / world size`` for a
+    :class:`~facepruning.distributed.ShardedBatch`, whose loss is scaled so that DDP's average
+    over ranks is the global batch mean. Under torch.distributed the returned loss and accuracy
+    are over the global batches (summed over ranks).
     """
     model.train()
     device = next(model.parameters()).device
@@ -165,18 +201,28 @@ def train_epoch(
         x, y = _to_device(batch, transform, generator, device, fmt)
         model.zero_grad(set_to_none=True)
         logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
+        if isinstance(batch, distributed.ShardedBatch):
+            summed = nn.functional.cross_entropy(logits, y, reduction="sum")
+            loss, batch_loss, scale = summed * batch.loss_scale, summed.item(), 1 / batch.loss_scale
+        else:
+            loss = nn.functional.cross_entropy(logits, y)
+            batch_loss, scale = loss.item() * len(y), None
+        if before_backward is not None:
+            before_backward(scale)
         loss.backward()
         if after_backward is not None:
             after_backward()
         if optimizer is not None:
             optimizer.step()
-        total_loss += loss.item() * len(y)
+        total_loss += batch_loss
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{total_loss / seen:.3f}")
+            progress.set_postfix(loss=f"{total_loss / max(seen, 1):.3f}")
+    if distributed.info().distributed:
+        totals = torch.tensor([total_loss, correct, seen], dtype=torch.float64)
+        total_loss, correct, seen = distributed.all_reduce_sum(totals).tolist()
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
 
 
@@ -278,11 +324,49 @@ def train_identification(
     With ``checkpoint_dir``, the state after every epoch is saved to ``last.pt`` (atomically), and
     a later call with the same ``run_fingerprint`` resumes after the last finished epoch. A
     checkpoint with another fingerprint (other parameters or data) is ignored and overwritten.
+
+    Under torch.distributed every rank calls this with the same arguments: the model is trained
+    data-parallel (:func:`~facepruning.distributed.data_parallel`), rank 0 writes the checkpoint
+    (a plain state dict, resumable on any number of processes) and the validation metrics of
+    rank 0 drive every rank's schedule.
     """
     from tqdm.auto import tqdm
 
-    if config.channels_last:
+    if config.channels_last:  # before wrapping: DDP's gradient buckets follow the layout
         model.to(memory_format=torch.channels_last)
+    with distributed.data_parallel(model) as net:
+        return _train_identification(
+            model,
+            net,
+            train_set=train_set,
+            val_set=val_set,
+            train_transform=train_transform,
+            eval_transform=eval_transform,
+            config=config,
+            checkpoint_dir=checkpoint_dir,
+            run_fingerprint=run_fingerprint,
+            progress=progress,
+            on_epoch_end=on_epoch_end,
+            tqdm=tqdm,
+        )
+
+
+def _train_identification(
+    model,
+    net,
+    *,
+    train_set,
+    val_set,
+    train_transform,
+    eval_transform,
+    config,
+    checkpoint_dir,
+    run_fingerprint,
+    progress,
+    on_epoch_end,
+    tqdm,
+):
+    here = distributed.info()
     schedule = PlateauSchedule(config.lr_levels, patience=config.patience)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -301,17 +385,17 @@ def train_identification(
             schedule.load_state_dict(state["schedule"])
             history, start = list(state["history"]), state["epoch"] + 1
 
+    progress = progress and here.is_main
     epochs = tqdm(range(config.epochs), desc="epochs", disable=not progress, initial=start)
     for epoch in range(start, config.epochs):
         if schedule.finished:
             break
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr
-        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout
-        loader = make_loader(
+        torch.manual_seed(config.seed * 1_000_003 + epoch + here.rank * 7_919)  # dropout
+        loader = shuffled_loader(
             train_set,
             batch_size=config.batch_size,
-            shuffle=True,
             generator=epoch_generator(config.seed, epoch, 0),
             num_workers=config.num_workers,
         )
@@ -320,7 +404,7 @@ def train_identification(
             total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not progress
         ) as bar:
             train = train_epoch(
-                model,
+                net,
                 loader,
                 optimizer,
                 train_transform,
@@ -328,7 +412,10 @@ def train_identification(
                 channels_last=config.channels_last,
                 progress=bar,
             )
-        val = evaluate_identification(model, val_set, eval_transform)
+        # Rank 0 evaluates (the weights are the same on every rank) and tells the others.
+        val = distributed.broadcast_object(
+            evaluate_identification(model, val_set, eval_transform) if here.is_main else None
+        )
         row = {
             "epoch": epoch,
             "lr": schedule.lr,
@@ -341,10 +428,12 @@ def train_identification(
         schedule.step(val["loss"])
         history.append(row)
         if ckpt_path is not None:
-            artifacts.save_torch(
-                ckpt_path,
-                _checkpoint_state(model, optimizer, schedule, epoch, history, run_fingerprint),
-            )
+            if here.is_main:
+                artifacts.save_torch(
+                    ckpt_path,
+                    _checkpoint_state(model, optimizer, schedule, epoch, history, run_fingerprint),
+                )
+            distributed.barrier()
         if on_epoch_end is not None:
             on_epoch_end(row)
         epochs.update(1)
@@ -359,10 +448,9 @@ def epoch_batches(
     """Shuffled mini-batches, endlessly, starting at ``epoch``: the order depends only on
     ``(seed, epoch)``, so a resumed run draws the same batches."""
     while True:
-        yield from make_loader(
+        yield from shuffled_loader(
             dataset,
             batch_size=batch_size,
-            shuffle=True,
             generator=epoch_generator(seed, epoch, 0),
             num_workers=num_workers,
         )

@@ -1,0 +1,166 @@
+"""Benchmarks: what pruning buys on a CPU, and what our pipeline costs (``make bench``).
+
+Measures and reports; never fails because a machine is slow (there are no timing asserts). Writes
+``results.json`` (every number) and ``results.md`` (tables) to ``--out`` (default: this folder).
+
+Sections (``--only NAME[,NAME]`` runs some of them, ``--skip NAME`` leaves some out):
+
+- ``inference``: latency / throughput of pruned vs unpruned networks, PyTorch eager variants and
+  ONNX Runtime, next to the MAC and parameter reduction;
+- ``training``: our ``train_epoch`` vs a bare PyTorch loop (target: < 5% overhead);
+- ``scoring``: a Taylor scoring mini-batch vs a plain step (target: < 1.25x), and memory while
+  scores accumulate over few vs many batches (target: flat);
+- ``surgery``: time of one pruning step's channel bookkeeping per architecture;
+- ``data``: images/s from the in-memory cache vs decoding image files each epoch;
+- ``pipeline``: wall time, CPU time and peak memory of each pipeline stage, run as notebooks
+  with short parameters. Opt-in (``--all`` or ``--only pipeline``): it starts seven notebook
+  kernels and takes minutes even on a quiet machine.
+
+``--quick`` is a tiny version of the default sections (the functional test uses it). A run with
+``--only`` merges its sections into an existing ``results.json`` of the same mode, so
+``make bench`` followed by ``run.py --only pipeline`` gives one report with every section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import report  # noqa: E402
+import torch  # noqa: E402
+from common import ROOT, Settings, machine_info  # noqa: E402
+
+SECTIONS = ("inference", "training", "scoring", "surgery", "data", "pipeline")
+OPT_IN = ("pipeline",)
+
+
+def _section(name: str):
+    if name == "inference":
+        import bench_inference
+
+        return bench_inference.run
+    if name == "training":
+        import bench_training
+
+        return bench_training.run_training
+    if name == "scoring":
+        import bench_training
+
+        return bench_training.run_scoring
+    if name == "surgery":
+        import bench_surgery
+
+        return bench_surgery.run
+    if name == "data":
+        import bench_data
+
+        return bench_data.run
+    import bench_pipeline
+
+    return bench_pipeline.run
+
+
+def _names(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    bad = [n for n in names if n not in SECTIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    return names
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None, tuples lists."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _merge(results: dict[str, Any], path: Path, *, merge: bool) -> dict[str, Any]:
+    """Keep the other sections of an earlier run of the same mode when only some were rerun."""
+    if not merge or not path.is_file():
+        return results
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return results
+    if old.get("settings", {}).get("quick") != results["settings"]["quick"]:
+        return results
+    sections = {**old.get("sections", {}), **results["sections"]}
+    results["sections"] = {n: sections[n] for n in SECTIONS if n in sections}
+    results["settings"]["sections"] = list(results["sections"])
+    results["elapsed_s"] = sum(s.get("elapsed_s", 0) for s in results["sections"].values())
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny version (seconds, for tests)")
+    parser.add_argument("--all", action="store_true", help="also the opt-in pipeline section")
+    parser.add_argument("--only", type=_names, default=None, help="comma-separated sections")
+    parser.add_argument("--skip", type=_names, default=[], help="comma-separated sections")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks", help="output folder")
+    parser.add_argument("--threads", type=int, default=None, help="torch/ORT intra-op threads")
+    args = parser.parse_args(argv)
+
+    settings = Settings.make(quick=args.quick, threads=args.threads, out_dir=args.out)
+    torch.set_num_threads(settings.threads)
+    if args.only is not None:
+        names = args.only
+    else:
+        names = [n for n in SECTIONS if args.all or n not in OPT_IN]
+    names = [n for n in names if n not in args.skip]
+
+    results: dict[str, Any] = {
+        "machine": machine_info(settings.threads),
+        "settings": {
+            "quick": settings.quick,
+            "repeats": settings.repeats,
+            "warmup": settings.warmup,
+            "min_sample_s": settings.min_sample_s,
+            "threads": settings.threads,
+            "sections": names,
+        },
+        "sections": {},
+    }
+    t_all = time.perf_counter()
+    for name in names:
+        print(f"[bench] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            data = _section(name)(settings)
+            data["elapsed_s"] = time.perf_counter() - t0
+        except Exception as e:  # a broken section is reported, the others still run
+            traceback.print_exc()
+            data = {"error": f"{type(e).__name__}: {e}", "elapsed_s": time.perf_counter() - t0}
+        data["run_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        results["sections"][name] = data
+        print(f"[bench] {name} done in {data['elapsed_s']:.1f} s", flush=True)
+    results["elapsed_s"] = time.perf_counter() - t_all
+    machine = results["machine"]
+    machine["load_average_start"] = machine.pop("load_average", None)
+    machine["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = _merge(_clean(results), args.out / "results.json", merge=args.only is not None)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (args.out / "results.md").write_text(report.markdown(results), encoding="utf-8")
+    print(f"[bench] wrote {args.out / 'results.json'} and results.md", flush=True)
+    errors = [n for n, s in results["sections"].items() if "error" in s]
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
