@@ -175,20 +175,26 @@ def _check_feasible(config: PruningConfig, groups: list[ChannelGroup], per_step:
         )
 
 
-def _finetune(model, train_set, transform, config: PruningConfig, *, epochs: int, key: int):
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.finetune_lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
+def _sgd(model: nn.Module, lr: float, config: PruningConfig) -> torch.optim.Optimizer:
+    # A fresh optimiser each time: channel removal replaces the parameter tensors.
+    return torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    batches = epoch_batches(
+
+
+def _batches(train_set: Dataset, config: PruningConfig, *, key: int):
+    return epoch_batches(
         train_set,
         batch_size=config.batch_size,
         seed=config.seed,
         epoch=key * 1000,
         num_workers=config.num_workers,
     )
+
+
+def _finetune(model, train_set, transform, config: PruningConfig, *, epochs: int, key: int):
+    optimizer = _sgd(model, config.finetune_lr, config)
+    batches = _batches(train_set, config, key=key)
     per_epoch = math.ceil(len(train_set) / config.batch_size)
     rank = distributed.info().rank
     with distributed.data_parallel(model) as net:
@@ -205,21 +211,8 @@ def _finetune(model, train_set, transform, config: PruningConfig, *, epochs: int
 
 
 def _score_and_remove(model, groups, *, step, train_set, transform, config, per_step, example):
-    optimizer = None
-    if config.train_during_scoring:
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
-    batches = epoch_batches(
-        train_set,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        epoch=step * 1000,
-        num_workers=config.num_workers,
-    )
+    optimizer = _sgd(model, config.lr, config) if config.train_during_scoring else None
+    batches = _batches(train_set, config, key=step)
     torch.manual_seed(config.seed * 7919 + step + distributed.info().rank * 104_729)
     accumulator = ImportanceAccumulator(
         model, groups, criterion=config.criterion, generator=epoch_generator(config.seed, step, 2)

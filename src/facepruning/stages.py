@@ -17,6 +17,7 @@ evaluates and writes; the other ranks wait at a barrier and return empty metrics
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,22 +219,18 @@ def _write_csv(path, frame: pd.DataFrame, **kwargs) -> None:
         frame.to_csv(tmp, **kwargs)
 
 
+def _config(cls, params: Mapping[str, Any]):
+    """The ``cls`` dataclass (TrainConfig, PruningConfig) from the parameters it has fields for."""
+    return cls(**{f.name: params[f.name] for f in dataclasses.fields(cls) if f.name in params})
+
+
 def train_stage(**params: Any) -> TrainRun:
     """Train one architecture on the prepared data; write model, metrics and history.
 
     Parameters: :data:`TRAIN_PARAMETERS` (notebook 02's). Returns a :class:`TrainRun`.
     """
     p = check_parameters(params, TRAIN_PARAMETERS, stage="train")
-    config = TrainConfig(
-        epochs=p["epochs"],
-        batch_size=p["batch_size"],
-        lr_levels=p["lr_levels"],
-        patience=p["patience"],
-        momentum=p["momentum"],
-        weight_decay=p["weight_decay"],
-        seed=p["seed"],
-        num_workers=p["num_workers"],
-    )
+    config = _config(TrainConfig, p)
     here = distributed.init_from_env()
     inputs = training_data(
         p["data_dir"],
@@ -321,24 +318,7 @@ def prune_stage(**params: Any) -> PruneRun:
     :class:`PruneRun`.
     """
     p = check_parameters(params, PRUNE_PARAMETERS, stage="prune")
-    config = PruningConfig(
-        criterion=p["criterion"],
-        filters_per_step=p["filters_per_step"],
-        max_steps=p["max_steps"],
-        target_fraction=p["target_fraction"],
-        score_batches=p["score_batches"],
-        train_during_scoring=p["train_during_scoring"],
-        lr=p["lr"],
-        momentum=p["momentum"],
-        weight_decay=p["weight_decay"],
-        batch_size=p["batch_size"],
-        finetune_epochs=p["finetune_epochs"],
-        finetune_lr=p["finetune_lr"],
-        final_finetune_epochs=p["final_finetune_epochs"],
-        normalize_scores=p["normalize_scores"],
-        seed=p["seed"],
-        num_workers=p["num_workers"],
-    )
+    config = _config(PruningConfig, p)
     here = distributed.init_from_env()
     model, meta, inputs = pruning_inputs(p["baseline_path"], p["data_dir"], arch=p["arch"])
     data = inputs.data
