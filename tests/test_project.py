@@ -121,3 +121,23 @@ def test_source_notebooks_have_no_outputs_and_a_parameters_cell():
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert not any(c.get("outputs") or c.get("execution_count") for c in code), path.name
         assert any("parameters" in c["metadata"].get("tags", []) for c in code), path.name
+
+
+def test_write_json_turns_nan_into_null_and_numpy_into_numbers(tmp_path):
+    import numpy as np
+    import torch
+
+    from facepruning.artifacts import read_json, write_json
+
+    write_json(
+        tmp_path / "m.json",
+        {
+            "a": np.float64("nan"),
+            "b": np.int64(3),
+            "c": float("nan"),
+            "d": torch.tensor([1.5]),
+            "e": np.float32(0.25),
+        },
+    )
+    assert read_json(tmp_path / "m.json") == {"a": None, "b": 3, "c": None, "d": [1.5], "e": 0.25}
+    assert "NaN" not in (tmp_path / "m.json").read_text()

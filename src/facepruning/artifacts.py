@@ -67,7 +67,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return _jsonable(value.tolist())
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
+        value = value.item()
     if isinstance(value, float) and value != value:  # NaN is not JSON; null is
         return None
     if isinstance(value, Path):
