@@ -1,7 +1,7 @@
 """What the benchmark sections share: settings, machine description, and the model pairs.
 
 A *model pair* is an unpruned network and a pruned copy of it. When the pipeline's outputs exist
-(``models/<arch>/baseline.pt`` and ``models/<arch>/pruned_taylor_activation.pt``, DVC outputs)
+(``models/<arch>/baseline.pt`` and ``models/pruned/<arch>-taylor_activation.pt``, DVC outputs)
 they are used as they are. Otherwise a fresh network is pruned synthetically: in every prunable
 channel group the ``SYNTHETIC_FRACTION`` of channels with the lowest L1 norm go
 (``ImportanceAccumulator(criterion="l1_norm")`` + ``select_channels`` per group +
@@ -139,7 +139,7 @@ def model_kwargs(arch: str) -> dict[str, Any]:
 
 def trained_paths(arch: str) -> tuple[Path, Path] | None:
     base = ROOT / "models" / arch / "baseline.pt"
-    pruned = ROOT / "models" / arch / "pruned_taylor_activation.pt"
+    pruned = ROOT / "models" / "pruned" / f"{arch}-taylor_activation.pt"
     return (base, pruned) if base.is_file() and pruned.is_file() else None
 
 

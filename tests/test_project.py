@@ -141,3 +141,16 @@ def test_write_json_turns_nan_into_null_and_numpy_into_numbers(tmp_path):
     )
     assert read_json(tmp_path / "m.json") == {"a": None, "b": 3, "c": None, "d": [1.5], "e": 0.25}
     assert "NaN" not in (tmp_path / "m.json").read_text()
+
+
+def test_executed_notebooks_keep_no_widget_state(tmp_path):
+    from facepruning.project import drop_widget_state
+
+    nb = _notebook(tmp_path / "n.ipynb", "print(value)")
+    data = json.loads(nb.read_text())
+    data["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb.write_text(json.dumps(data))
+    drop_widget_state(nb)
+    cleaned = json.loads(nb.read_text())
+    assert "widgets" not in cleaned["metadata"]
+    assert cleaned["cells"] == data["cells"]

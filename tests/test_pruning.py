@@ -38,6 +38,7 @@ def test_select_channels_refuses_more_than_can_go():
         ({"target_fraction": 1.2}, "target_fraction"),
         ({"max_steps": 0}, "max_steps"),
         ({"finetune_epochs": -1}, "negative"),
+        ({"bn_recalibration_batches": -2}, "negative"),
     ],
 )
 def test_bad_pruning_parameters_are_named(kwargs, message):
@@ -109,11 +110,11 @@ def test_loop_removes_what_it_reports(tmp_path):
 
 
 def test_interrupted_loop_resumes_to_the_same_result(tmp_path):
-    reference = _prune(tmp_path / "ref", max_steps=3)
-    # Each step: 2 scoring batches + 3 fine-tuning batches; call 8 falls inside step 2.
+    reference = _prune(tmp_path / "ref", max_steps=3, bn_recalibration_batches=1)
+    # Each step: 2 scoring + 1 recalibration + 3 fine-tuning batches; call 9 is in step 2.
     with pytest.raises(KeyboardInterrupt):
-        _prune(tmp_path / "run", max_steps=3, fail_in_step=8)
-    resumed = _prune(tmp_path / "run", max_steps=3)
+        _prune(tmp_path / "run", max_steps=3, fail_in_step=9, bn_recalibration_batches=1)
+    resumed = _prune(tmp_path / "run", max_steps=3, bn_recalibration_batches=1)
     assert [r["val/loss"] for r in resumed.history] == [r["val/loss"] for r in reference.history]
     ref_state, state = reference.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(ref_state[k], state[k]) for k in ref_state)

@@ -95,3 +95,30 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path):
         progress=False,
     )
     assert len(history) == 1  # trained afresh rather than treating the old run as finished
+
+
+def test_recalibrate_batchnorm_averages_the_batch_statistics():
+    from torch import nn
+
+    from facepruning.training import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+    model = nn.Sequential(conv, bn)
+    bn.running_mean.fill_(5.0)  # stale statistics of "the larger network"
+    batches = [
+        (torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8), torch.zeros(6)) for _ in range(3)
+    ]
+    transform = transforms(image_size=8)[1]
+    with torch.no_grad():
+        outs = [conv(transform(x, None)) for x, _ in batches]
+    means = torch.stack([o.mean(dim=(0, 2, 3)) for o in outs]).mean(0)
+    variances = torch.stack([o.var(dim=(0, 2, 3), unbiased=True) for o in outs]).mean(0)
+    weights_before = conv.weight.clone()
+    used = recalibrate_batchnorm(model, batches, transform, generator=None, channels_last=False)
+    assert used == 3
+    torch.testing.assert_close(bn.running_mean, means, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, variances, rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.1 and torch.equal(conv.weight, weights_before)
+    assert recalibrate_batchnorm(model, [], transform, generator=None) == 0
+    torch.testing.assert_close(bn.running_mean, means, rtol=1e-5, atol=1e-5)  # untouched

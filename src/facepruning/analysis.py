@@ -83,8 +83,7 @@ def load_prune_runs(prune_dir: str | os.PathLike) -> dict[str, PruneRun]:
         summary_path = folder / f"{key}.json"
         summary = read_json(summary_path) if summary_path.is_file() else {}
         arch, criterion = _split_key(key)
-        arch = summary.get("arch", arch)
-        criterion = summary.get("criterion", criterion)
+        arch = summary.get("arch", arch)  # the key's criterion part names variants apart
         history = pd.read_csv(path)
         missing = {"step", "stage", "filters_removed_pct", "params"} - set(history.columns)
         if missing:

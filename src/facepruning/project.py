@@ -16,7 +16,14 @@ import yaml
 
 from .errors import ParameterError
 
-__all__ = ["project_root", "chdir_to_project_root", "load_params", "run_notebook"]
+__all__ = [
+    "project_root",
+    "chdir_to_project_root",
+    "load_params",
+    "notebook_parameters",
+    "run_notebook",
+    "drop_widget_state",
+]
 
 _MARKER = "dvc.yaml"
 
@@ -60,6 +67,19 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     return {name: info.get("default") for name, info in declared.items()}
 
 
+def drop_widget_state(path: str | os.PathLike) -> None:
+    """Remove the saved state of progress-bar widgets from an executed notebook.
+
+    Every tqdm bar leaves its widget model in the notebook's metadata: hundreds of kilobytes that
+    no static viewer renders. The outputs keep their plain-text form.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    if nb.metadata.pop("widgets", None) is not None:
+        nbformat.write(nb, str(path))
+
+
 def run_notebook(
     notebook: str | os.PathLike,
     output: str | os.PathLike,
@@ -100,6 +120,7 @@ def run_notebook(
         if tmp.exists():
             os.replace(tmp, failed)
         raise
+    drop_widget_state(tmp)
     os.replace(tmp, output)
     if failed.exists():
         failed.unlink()

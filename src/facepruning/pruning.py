@@ -5,8 +5,12 @@ One *step*:
 1. score every prunable channel group over ``score_batches`` mini-batches, with SGD-with-momentum
    updates in between when ``train_during_scoring`` (as MATLAB's ``taylorPrunableNetwork`` loop
    does);
-2. rank all channels of all groups together and remove the ``filters_per_step`` lowest, never
-   emptying a group (each layer keeps ``min_channels``) and never touching the classifier;
+2. rank all channels of all groups together (by default after Molchanov's layer-wise L2
+   normalisation, ``normalize_scores``) and remove the ``filters_per_step`` lowest, never
+   emptying a group (each layer keeps ``min_channels``) and never touching the classifier; then
+   re-estimate the BatchNorm statistics over ``bn_recalibration_batches`` training batches, since
+   those of the layers downstream described the larger network (MATLAB's loop refreshes them as
+   it trains on);
 3. evaluate the smaller network as it is ("pruned"), and a copy after ``finetune_epochs`` of
    fine-tuning ("finetuned"): the papers report both. The loop continues from the pruned network,
    so the fine-tuned copies are snapshots, not the trunk.
@@ -40,7 +44,7 @@ from .errors import PruningError
 from .models import count_macs, count_parameters
 from .scoring import CRITERIA, ImportanceAccumulator
 from .surgery import ChannelGroup, load_model, prunable_groups, remove_channels, save_model
-from .training import epoch_batches, epoch_generator, train_epoch
+from .training import epoch_batches, epoch_generator, recalibrate_batchnorm, train_epoch
 
 __all__ = ["PruningConfig", "PruningResult", "select_channels", "prune_iteratively"]
 
@@ -70,7 +74,8 @@ class PruningConfig:
     finetune_epochs: int = 1
     finetune_lr: float = 0.001
     final_finetune_epochs: int = 0
-    normalize_scores: bool = False
+    normalize_scores: bool = True
+    bn_recalibration_batches: int = 0
     min_channels: int = 1
     seed: int = 0
     channels_last: bool = True
@@ -97,7 +102,7 @@ class PruningConfig:
         for name in ("max_steps", "score_batches", "min_channels", "batch_size"):
             if getattr(self, name) < 1:
                 raise PruningError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("finetune_epochs", "final_finetune_epochs"):
+        for name in ("finetune_epochs", "final_finetune_epochs", "bn_recalibration_batches"):
             if getattr(self, name) < 0:
                 raise PruningError(f"{name} cannot be negative, got {getattr(self, name)}")
 
@@ -234,6 +239,17 @@ def _score_and_remove(model, groups, *, step, train_set, transform, config, per_
     remove_channels(model, plan, example_input=example)
     if config.channels_last:  # new parameter tensors come back contiguous
         model.to(memory_format=torch.channels_last)
+    if config.bn_recalibration_batches:
+        with distributed.data_parallel(model) as net:
+            recalibrate_batchnorm(
+                net,
+                itertools.islice(
+                    _batches(train_set, config, key=step), config.bn_recalibration_batches
+                ),
+                transform,
+                generator=epoch_generator(config.seed, step, 3),
+                channels_last=config.channels_last,
+            )
     return plan
 
 

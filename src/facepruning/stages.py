@@ -96,7 +96,8 @@ PRUNE_PARAMETERS: dict[str, Any] = {
     "finetune_epochs": 1,
     "finetune_lr": 0.001,
     "final_finetune_epochs": 1,
-    "normalize_scores": False,
+    "normalize_scores": True,
+    "bn_recalibration_batches": 2,
     "seed": 0,
     "num_workers": 0,
 }

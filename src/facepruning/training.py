@@ -17,6 +17,7 @@ and only rank 0 writes checkpoints; the checkpoints are the same as single-proce
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ __all__ = [
     "epoch_batches",
     "shuffled_loader",
     "train_epoch",
+    "recalibrate_batchnorm",
     "train_identification",
     "evaluate_identification",
     "extract_descriptors",
@@ -224,6 +226,45 @@ def train_epoch(
         totals = torch.tensor([total_loss, correct, seen], dtype=torch.float64)
         total_loss, correct, seen = distributed.all_reduce_sum(totals).tolist()
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module,
+    batches: Iterable,
+    transform: Callable,
+    *,
+    generator: torch.Generator,
+    channels_last: bool = True,
+) -> int:
+    """Re-estimate every BatchNorm's running statistics from ``batches``; weights stay as they are.
+
+    After filters are removed, the running statistics of the layers downstream still describe
+    the larger network. Resetting them and averaging the batch statistics of a few training
+    batches (a cumulative average: momentum None) describes the network as it now is, which is
+    what further training would do anyway. Returns the number of batches used; with none, the
+    statistics are left untouched.
+    """
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is None:
+        return 0
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    device = next(model.parameters()).device
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    used = 0
+    for batch in itertools.chain([first], batches):
+        x, _ = _to_device(batch, transform, generator, device, fmt)
+        model(x)
+        used += 1
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return used
 
 
 @torch.inference_mode()
