@@ -28,6 +28,7 @@ from facepruning.models import build_model, count_macs, count_parameters
 from facepruning.pruning import select_channels
 from facepruning.scoring import ImportanceAccumulator
 from facepruning.surgery import load_model, prunable_groups, remove_channels
+from facepruning.training import recalibrate_batchnorm
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_CLASSES = 30
@@ -102,20 +103,14 @@ def machine_info(threads: int) -> dict[str, Any]:
     }
 
 
-@torch.no_grad()
 def calibrate_bn(model: nn.Module, image_size: int, *, batches: int = 2, batch: int = 16) -> None:
     """Set BatchNorm running statistics from random batches (cumulative average), then eval."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
     g = torch.Generator().manual_seed(0)
-    for _ in range(batches):
-        model(torch.randn(batch, 3, image_size, image_size, generator=g))
-    for m, mom in zip(bns, momenta, strict=True):
-        m.momentum = mom
+    noise = [
+        (torch.randn(batch, 3, image_size, image_size, generator=g), torch.zeros(batch))
+        for _ in range(batches)
+    ]
+    recalibrate_batchnorm(model, noise, lambda x, _: x, generator=g, channels_last=False)
     model.eval()
 
 
