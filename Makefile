@@ -17,21 +17,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import facepruning, torch, torch_pruning, papermill, nbval, dvc"
 	touch $(STAMP)
 
-## Run the whole pipeline (dvc repro) on the embedded ORL default.
+## Run the whole pipeline (dvc repro) on the embedded ORL default, then regenerate the
+## README's result blocks from metrics/analysis.json.
 repro: $(STAMP)
 	$(BIN)/dvc repro
+	$(BIN)/python -m facepruning readme
 
-## The whole test suite: pytest on tests/ and nbval on notebooks/ (small default parameters).
-test: $(STAMP)
+LINTED := src tests benchmarks notebooks
+
+## The whole test suite: ruff (lint and format) on the code and notebooks, then pytest on tests/
+## and nbval on notebooks/ (small default parameters).
+test: lint clean-nbval
 	$(BIN)/python -m pytest tests notebooks
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 ## Benchmarks: measure and report, never fail on a slow machine.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+## nbval starts from nothing: a checkpoint left by older code would resume and hide a regression.
 clean-nbval:
 	rm -rf build/nbval

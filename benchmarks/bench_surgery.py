@@ -18,9 +18,9 @@ from common import NUM_CLASSES, Settings, model_kwargs
 from timing import summarize
 
 from facepruning.models import build_model
-from facepruning.pruning import select_channels
-from facepruning.scoring import ImportanceAccumulator
-from facepruning.surgery import prunable_groups, remove_channels
+from facepruning.pruning.loop import select_channels
+from facepruning.pruning.scoring import ImportanceAccumulator
+from facepruning.pruning.surgery import prunable_groups, remove_channels
 
 STEP_FRACTION = 0.04  # params.yaml prune.filters_per_step
 ARCHS = ("squeezenet", "mobilenet_v2", "resnet50")

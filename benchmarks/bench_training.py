@@ -31,10 +31,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from facepruning.loaders import BatchTransform
+from facepruning.data import BatchTransform
 from facepruning.models import build_model
-from facepruning.scoring import ImportanceAccumulator
-from facepruning.surgery import prunable_groups
+from facepruning.pruning.scoring import ImportanceAccumulator
+from facepruning.pruning.surgery import prunable_groups
 from facepruning.training import make_loader, train_epoch
 
 FULL = {"archs": ("squeezenet", "mobilenet_v2", "resnet50"), "resize": 73, "image_size": 64}

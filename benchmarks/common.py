@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from facepruning.models import build_model, count_macs, count_parameters
-from facepruning.pruning import select_channels
-from facepruning.scoring import ImportanceAccumulator
-from facepruning.surgery import load_model, prunable_groups, remove_channels
+from facepruning.pruning.loop import select_channels
+from facepruning.pruning.scoring import ImportanceAccumulator
+from facepruning.pruning.surgery import load_model, prunable_groups, remove_channels
 from facepruning.training import recalibrate_batchnorm
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from facepruning.loaders import BatchTransform
+from facepruning.data import BatchTransform
 
 
 class TinyFaces(Dataset):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
 from facepruning import analysis as an
+from facepruning import statistics as stats_mod
 from facepruning import verification
 from facepruning.errors import DataError
 from facepruning.models import build_model, count_parameters
@@ -63,6 +66,31 @@ def test_permutation_pvalue_is_close_to_scipy_and_small_for_a_perfect_order():
     y = x + rng.normal(0, 4, 12)
     p = an.permutation_pvalue(x, y, n_permutations=4000)
     assert p == pytest.approx(stats.spearmanr(x, y).pvalue, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ([1, 2, 2, 3, 3, 3, 4, 5, 5, 6, 7, 7], [2, 1, 3, 3, 5, 4, 4, 6, 5, 7, 7, 9]),  # random
+        ([1, 2, 2, 3, 4, 4], [1, 1, 2, 3, 3, 5]),  # 6! = 720 orders: every one tried (exact)
+    ],
+)
+def test_permutation_pvalue_equals_a_direct_scipy_call_with_ties(x, y):
+    def statistic(y_perm):
+        return abs(stats.spearmanr(x, y_perm).statistic)
+
+    direct = stats.permutation_test(
+        (y,),
+        statistic,
+        permutation_type="pairings",
+        n_resamples=999,
+        alternative="greater",
+        random_state=np.random.default_rng(7),
+    )
+    assert an.spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert an.permutation_pvalue(x, y, n_permutations=999, seed=7) == pytest.approx(
+        direct.pvalue, abs=1e-12
+    )
 
 
 LAYERS = pd.DataFrame(
@@ -173,28 +201,402 @@ def test_eer_standard_error_matches_simulation():
     assert math.isnan(an.eer_standard_error(0.1, 0, 10))
 
 
+def _write_run(folder, run, arch, criterion, normalize_scores=True, *, layers=None, **extra):
+    HIST.to_csv(folder / f"{run}_history.csv", index=False)
+    if layers is not None:
+        layers.rename_axis("group").to_csv(folder / f"{run}_layers.csv")
+    meta = {"run": run, "arch": arch, "criterion": criterion, "normalize_scores": normalize_scores}
+    (folder / f"{run}.json").write_text(json.dumps({**meta, "steps": 4, **extra}))
+
+
 def test_load_runs(tmp_path):
     prune, train = tmp_path / "prune", tmp_path / "train"
     prune.mkdir()
     train.mkdir()
-    HIST.to_csv(prune / "mobilenet_v2-taylor_activation_history.csv", index=False)
-    HIST.to_csv(prune / "squeezenet-l1_norm_history.csv", index=False)
-    LAYERS.rename_axis("group").to_csv(prune / "squeezenet-l1_norm_layers.csv")
-    (prune / "squeezenet-l1_norm.json").write_text(json.dumps({"arch": "squeezenet"}))
+    _write_run(prune, "mobilenet_v2-taylor_activation", "mobilenet_v2", "taylor_activation")
+    _write_run(prune, "squeezenet-l1_norm", "squeezenet", "l1_norm", layers=LAYERS)
     (train / "squeezenet.json").write_text(json.dumps({"arch": "squeezenet", "t1/eer": 0.2}))
     runs = an.load_prune_runs(prune)
     assert list(runs) == ["mobilenet_v2-taylor_activation", "squeezenet-l1_norm"]
     run = runs["mobilenet_v2-taylor_activation"]
     assert (run.arch, run.criterion, run.layers) == ("mobilenet_v2", "taylor_activation", None)
+    assert (run.normalize_scores, run.variant, run.summary["steps"]) == (True, run.criterion, 4)
     pd.testing.assert_frame_equal(runs["squeezenet-l1_norm"].layers, LAYERS, check_names=False)
     both = an.combined_history(runs.values())
     assert len(both) == 2 * len(HIST) and set(both.criterion) == {"taylor_activation", "l1_norm"}
+    assert list(both.columns[:5]) == ["run", "arch", "criterion", "variant", "normalize_scores"]
     assert an.load_train_runs(train).loc["squeezenet", "t1/eer"] == 0.2
     assert an.load_prune_runs(tmp_path / "missing") == {}
     assert an.load_train_runs(tmp_path / "missing").empty
+
+
+def test_run_description_comes_from_the_json_not_the_file_name(tmp_path):
+    # The file name suggests criterion "taylor_activation_unnormalized"; the JSON says what it is.
+    _write_run(tmp_path, "sq-a", "squeezenet", "taylor_activation", normalize_scores=False)
+    _write_run(tmp_path, "squeezenet-taylor_activation", "squeezenet", "taylor_activation")
+    _write_run(tmp_path, "squeezenet-l1_norm", "squeezenet", "l1_norm")
+    _write_run(tmp_path, "resnet50-random", "resnet50", "random", normalize_scores=False)
+    runs = an.load_prune_runs(tmp_path)
+    odd = runs["sq-a"]
+    assert (odd.arch, odd.criterion, odd.normalize_scores) == (
+        "squeezenet",
+        "taylor_activation",
+        False,
+    )
+    assert odd.variant == "taylor_activation (unnormalised)"
+    assert set(odd.history["variant"]) == {"taylor_activation (unnormalised)"}
+    assert not odd.history["normalize_scores"].any()
+    # "sq-a" sorts first, but the main SqueezeNet run is the normalised Taylor run.
+    main = an.main_runs(runs, arch_order=["squeezenet", "mobilenet_v2", "resnet50"])
+    assert main == {"squeezenet": "squeezenet-taylor_activation", "resnet50": "resnet50-random"}
+    assert list(main) == ["squeezenet", "resnet50"]
+    del runs["squeezenet-taylor_activation"]
+    assert an.main_runs(runs)["squeezenet"] == "sq-a"  # an unnormalised Taylor run beats L1
+    variants = {r.variant for r in runs.values() if r.arch == "squeezenet"}
+    assert variants == {"taylor_activation (unnormalised)", "l1_norm"}
+
+
+def test_metrics_without_the_run_keys_say_to_rerun_the_prune_stage(tmp_path):
+    HIST.to_csv(tmp_path / "squeezenet-l1_norm_history.csv", index=False)
+    with pytest.raises(DataError, match=r"squeezenet-l1_norm\.json.*missing.*rerun"):
+        an.load_prune_runs(tmp_path)
+    (tmp_path / "squeezenet-l1_norm.json").write_text(json.dumps({"arch": "squeezenet"}))
+    with pytest.raises(DataError, match=r"squeezenet-l1_norm\.json lacks.*'criterion'.*rerun"):
+        an.load_prune_runs(tmp_path)
+    _write_run(tmp_path, "squeezenet-l1_norm", "squeezenet", "l1_norm")
+    (tmp_path / "squeezenet-l1_norm.json").write_text(
+        json.dumps(
+            {"run": "other", "arch": "squeezenet", "criterion": "l1_norm", "normalize_scores": True}
+        )
+    )
+    with pytest.raises(DataError, match="renamed"):
+        an.load_prune_runs(tmp_path)
+    _write_run(tmp_path, "squeezenet-l1_norm", "squeezenet", "l1")
+    with pytest.raises(DataError, match="unknown criterion 'l1'"):
+        an.load_prune_runs(tmp_path)
 
 
 def test_finite_or_none():
     assert an.finite_or_none(np.float64("nan")) is None
     assert an.finite_or_none(None) is None
     assert an.finite_or_none(np.int64(3)) == 3.0 and isinstance(an.finite_or_none(1), float)
+
+
+# --------------------------------------------------------------------------------------------
+# identity-bootstrap intervals and claim verdicts (synthetic per-pair scores)
+# --------------------------------------------------------------------------------------------
+K_IDS = 10
+_IDS = np.repeat(np.arange(K_IDS), 6)
+_I, _J = np.triu_indices(_IDS.size, 1)
+PAIRS = {"a": _IDS[_I], "b": _IDS[_J], "genuine": _IDS[_I] == _IDS[_J]}
+_RNG = np.random.default_rng(0)
+NOISE = _RNG.normal(size=_I.size) + _RNG.normal(0, 0.3, K_IDS)[PAIRS["a"]]  # same test images
+
+
+def _run_scores(rows, seps, path="run.pt"):
+    """RunScores whose row r separates genuine from impostor scores by ``seps[r]``."""
+    s = np.stack([NOISE + sep * PAIRS["genuine"] for sep in seps])
+    frame = pd.DataFrame(rows, columns=["step", "stage"])
+    pairs = {b: dict(PAIRS) for b in ("t1", "t5")}
+    return an.RunScores(
+        Path(path), [f"id{i}" for i in range(K_IDS)], frame, pairs, {"t1": s, "t5": s}
+    )
+
+
+def _synthetic_run(key, arch, criterion, pruned, finetuned, final, *, layers=None):
+    """A run of 5 steps (12, 24, 36, 48, 60% removed) and its scores; separations per row."""
+    rows, seps, hist = [(0, "original")], [1.5], [(0, "original", 0.0, 1000)]
+    for k in range(1, 6):
+        pct = 12.0 * k
+        for stage, sep in (("pruned", pruned[k - 1]), ("finetuned", finetuned[k - 1])):
+            rows.append((k, stage))
+            seps.append(sep)
+            hist.append((k, stage, pct, int(1000 * (1 - pct / 120))))
+    rows.append((5, "final"))
+    seps.append(final)
+    hist.append((5, "final", 60.0, 500))
+    history = pd.DataFrame(hist, columns=["step", "stage", "filters_removed_pct", "params"])
+    run = an.PruneRun(key, arch, criterion, history, {}, layers)
+    return run, _run_scores(rows, seps, f"{key}.pt")
+
+
+WIDTHS = np.array([8, 16, 16, 32, 64, 64, 128, 256])
+WIDE_FIRST = pd.DataFrame(
+    {0: WIDTHS, 5: WIDTHS - np.floor((WIDTHS - 1) * np.clip(WIDTHS / 300, 0, 0.9)).astype(int)}
+)
+
+
+def test_load_scores_round_trip_and_errors(tmp_path):
+    from facepruning.artifacts import save_torch
+
+    rs = _run_scores([(0, "original"), (1, "pruned")], [1.5, 1.0])
+    raw = {
+        "identities": rs.identities,
+        "rows": [{"step": 0, "stage": "original"}, {"step": 1, "stage": "pruned"}],
+        "pairs": {b: {k: torch.as_tensor(v) for k, v in PAIRS.items()} for b in ("t1", "t5")},
+        "scores": {b: torch.as_tensor(rs.scores[b], dtype=torch.float32) for b in ("t1", "t5")},
+    }
+    save_torch(tmp_path / "r.pt", raw)
+    got = an.load_scores(tmp_path / "r.pt")
+    assert got.row(1, "pruned") == 1 and got.identities == rs.identities
+    np.testing.assert_allclose(got.scores["t1"], rs.scores["t1"], atol=1e-6)
+    with pytest.raises(DataError, match=r"missing\.pt.*missing.*rerun the prune stage"):
+        an.load_scores(tmp_path / "missing.pt")
+    save_torch(tmp_path / "bad.pt", {**raw, "scores": {"t1": torch.zeros(3, 4)}})
+    with pytest.raises(DataError, match=r"bad\.pt.*shape.*rerun the prune stage"):
+        an.load_scores(tmp_path / "bad.pt")
+    save_torch(tmp_path / "old.pt", {"scores": {}})
+    with pytest.raises(DataError, match=r"old\.pt.*keys"):
+        an.load_scores(tmp_path / "old.pt")
+
+
+def test_point_intervals_estimates_equal_verification():
+    rs = _run_scores([(0, "original"), (1, "pruned")], [1.5, 1.0])
+    counts = stats_mod.identity_bootstrap(K_IDS, 300)
+    table = an.point_intervals(rs, counts, fars=(0.01,))
+    assert set(table.metric) == {"t1/eer", "t5/eer", "t1/tar@far=0.01"} and len(table) == 6
+    line = table[(table.step == 1) & (table.metric == "t1/eer")].iloc[0]
+    assert line.estimate == verification.eer(rs.scores["t1"][1], PAIRS["genuine"])
+    assert line.low < line.estimate < line.high
+    tar = table[(table.step == 0) & (table.metric == "t1/tar@far=0.01")].iloc[0]
+    assert tar.estimate == verification.tar_at_far(rs.scores["t1"][0], PAIRS["genuine"], 0.01)
+
+
+def test_paired_difference_at_and_verdicts():
+    counts = stats_mod.identity_bootstrap(K_IDS, 1000)
+    rows = [(0, "original"), (1, "pruned")]
+    base = _run_scores(rows, [1.5, 1.5])
+    same = an.paired_difference_at(base, (1, "pruned"), base, (0, "original"), counts, "t1/eer")
+    assert same == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+    better = _run_scores(rows, [1.5, 3.0])
+    d = an.paired_difference_at(better, (1, "pruned"), base, (0, "original"), counts, "t1/eer")
+    assert an.verdict(**d, threshold=0.0, direction="below") == "holds"
+    assert an.verdict(**d, threshold=0.0, direction="above") == "refuted"
+    worse = _run_scores(rows, [1.5, 0.3])
+    d = an.paired_difference_at(worse, (1, "pruned"), base, (0, "original"), counts, "t1/eer")
+    assert an.verdict(**d, threshold=0.02, direction="below") == "refuted"
+    # a small change measured on few identities: the interval straddles 0
+    few = stats_mod.identity_bootstrap(4, 1000)
+    keep = (PAIRS["a"] < 4) & (PAIRS["b"] < 4)
+    small = [_run_scores(rows, [1.5, 1.5]) for _ in range(2)]
+    small[1].scores = {  # a slightly different network: its own small score changes
+        b: v + np.random.default_rng(5).normal(0, 0.3, v.shape) for b, v in small[1].scores.items()
+    }
+    for rs in small:
+        rs.identities = rs.identities[:4]
+        rs.pairs = {b: {k: v[keep] for k, v in p.items()} for b, p in rs.pairs.items()}
+        rs.scores = {b: v[:, keep] for b, v in rs.scores.items()}
+    d = an.paired_difference_at(small[1], (1, "pruned"), small[0], (0, "original"), few, "t1/eer")
+    assert d["low"] < 0 < d["high"]
+    assert an.verdict(**d, threshold=0.0, direction="below") == "inconclusive"
+    with pytest.raises(DataError, match="same t1 pairs"):
+        an.paired_difference_at(small[1], (1, "pruned"), base, (0, "original"), counts, "t1/eer")
+    assert an.verdict(0.0, float("nan"), 1.0, threshold=0.0, direction="below") == "inconclusive"
+
+
+def _claims():
+    good = _synthetic_run(
+        "squeezenet-taylor_activation",
+        "squeezenet",
+        "taylor_activation",
+        pruned=[3.0, 1.2, 0.9, 0.6, 0.3],
+        finetuned=[3.0, 1.9, 1.7, 1.5, 1.4],
+        final=1.5,
+        layers=WIDE_FIRST,
+    )
+    bad = _synthetic_run(
+        "resnet50-taylor_activation",
+        "resnet50",
+        "taylor_activation",
+        pruned=[1.5, 1.2, 0.9, 0.6, 0.3],
+        finetuned=[1.5, 1.2, 0.9, 0.6, 0.3],
+        final=0.0,
+        layers=WIDE_FIRST,
+    )
+    control = _synthetic_run(
+        "squeezenet-control", "squeezenet", "none", pruned=[1.5] * 5, finetuned=[1.5] * 5, final=1.5
+    )
+    runs = {r.key: r for r, _ in (good, bad, control)}
+    scores = {r.key: s for r, s in (good, bad, control)}
+    counts = stats_mod.identity_bootstrap(K_IDS, 1000)
+    lines = an.judge_claims(runs, scores, tolerance=0.02, counts=counts, n_null=2000)
+    return {line["id"]: line for line in lines}
+
+
+def test_judge_claims_on_synthetic_runs():
+    got = _claims()
+    assert set(got) >= {"C1", "C1/control", "C2", "C3", "C4", "C5", "C6", "C7"}
+    for line in got.values():
+        assert line["verdict"] in an.VERDICTS and set(line) >= {"claim", "metric", "detail"}
+    # C1: step 1 (12% removed) separates far better than the original and than the control
+    assert got["C1"]["verdict"] == "holds" and got["C1"]["high"] < 0
+    assert "step 1" in got["C1"]["detail"] and got["C1/control"]["verdict"] == "holds"
+    # C3: 1-image EER at 36% (step 3, sep 0.9 vs 1.5) clearly worse
+    assert got["C3"]["verdict"] == "holds"
+    # C4: fine-tuning recovers on squeezenet, not at all on resnet50 (identical rows: 0 width)
+    assert got["C4/squeezenet"]["verdict"] == "holds"
+    assert got["C4/resnet50"]["verdict"] == "inconclusive" and got["C4/resnet50"]["high"] == 0
+    assert got["C4"]["verdict"] == "inconclusive"
+    # C6: squeezenet's final row equals its original (change exactly 0), resnet50 collapses
+    assert got["C6/squeezenet"]["verdict"] == "holds"
+    assert got["C6/resnet50"]["verdict"] == "refuted" and got["C6"]["verdict"] == "refuted"
+    # C5: the final row (50% fewer parameters) is within tolerance
+    assert got["C5"]["verdict"] == "holds" and "50.0% fewer" in got["C5"]["detail"]
+    # C7: wide groups lose most in both main runs; the control has no layer table
+    assert got["C7/squeezenet-taylor_activation"]["verdict"] == "holds"
+    assert got["C7"]["verdict"] == "holds" and "C7/squeezenet-control" not in got
+
+
+def test_main_runs_never_picks_the_control():
+    run, _ = _synthetic_run("sq-control", "squeezenet", "none", [1.5] * 5, [1.5] * 5, 1.5)
+    other, _ = _synthetic_run("sq-l1", "squeezenet", "l1_norm", [1.5] * 5, [1.5] * 5, 1.5)
+    assert an.main_runs({"sq-control": run, "sq-l1": other}) == {"squeezenet": "sq-l1"}
+    assert an.control_runs({"sq-control": run, "sq-l1": other}) == {"squeezenet": "sq-control"}
+
+
+def test_width_null_position_of_the_uniform_random_removal_is_inside():
+    rng = np.random.default_rng(1)
+    inside = 0
+    for _ in range(40):
+        channels = np.repeat(np.arange(WIDTHS.size), WIDTHS - 1)
+        chosen = rng.choice(channels.size, 200, replace=False)
+        left = WIDTHS - np.bincount(channels[chosen], minlength=WIDTHS.size)
+        pos = an.width_null_position(pd.DataFrame({0: WIDTHS, 3: left}), n=2000)
+        inside += pos["low"] <= pos["rho"] <= pos["high"]
+    assert inside >= 34
+
+
+# --------------------------------------------------------------------------------------------
+# the summary (metrics/analysis.json and its CSV tables)
+# --------------------------------------------------------------------------------------------
+def _with_metrics(run, rs, counts):
+    """The run with history columns t1/eer, t5/eer, t1/tar@far=0.01, macs and descriptor_size
+    computed from its scores (as the prune stage writes them)."""
+    table = an.point_intervals(rs, counts)
+    for metric, frame in table.groupby("metric"):
+        run.history[metric] = frame["estimate"].to_numpy()
+    run.history["macs"] = run.history["params"] * 10
+    run.history["descriptor_size"] = 64 - run.history["step"]
+    return run
+
+
+def _summary_inputs():
+    counts = stats_mod.identity_bootstrap(K_IDS, 200)
+    sq, rn, ta = "squeezenet", "resnet50", "taylor_activation"
+    down = [1.5, 1.2, 0.9, 0.6, 0.3]
+    specs = [
+        (
+            f"{sq}-{ta}",
+            sq,
+            ta,
+            [3.0, 1.2, 0.9, 0.6, 0.3],
+            [3.0, 1.9, 1.7, 1.5, 1.4],
+            1.5,
+            WIDE_FIRST,
+        ),
+        (
+            f"{sq}-random",
+            sq,
+            "random",
+            [1.0, 0.8, 0.6, 0.4, 0.2],
+            [1.2, 1.0, 0.8, 0.6, 0.4],
+            0.5,
+            None,
+        ),
+        (f"{sq}-control", sq, "none", [1.5] * 5, [1.5] * 5, 1.5, None),
+        (f"{rn}-{ta}", rn, ta, down, down, 0.0, WIDE_FIRST),
+    ]
+    runs, scores = {}, {}
+    for key, arch, crit, pruned, finetuned, final, layers in specs:
+        run, rs = _synthetic_run(key, arch, crit, pruned, finetuned, final, layers=layers)
+        runs[key], scores[key] = _with_metrics(run, rs, counts), rs
+    claims = an.judge_claims(runs, scores, tolerance=0.02, counts=counts, n_null=500)
+    return runs, scores, claims, counts
+
+
+def _numbers(value):
+    """The numeric leaves dvc metrics show lists (lists are left out, like dvc does)."""
+    if isinstance(value, dict):
+        return sum((_numbers(v) for v in value.values()), [])
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def test_summarize_on_synthetic_runs(tmp_path):
+    runs, scores, claims, counts = _summary_inputs()
+    trained = pd.DataFrame([{"arch": "squeezenet", "converged": True}]).set_index("arch")
+    s = an.summarize(runs, scores, claims, tolerance=0.02, counts=counts, trained=trained)
+    c = s.compact
+    assert c["schema"] == an.SCHEMA == 2 and c["eer_tolerance"] == 0.02
+    assert list(c["networks"]) == ["squeezenet", "resnet50"]
+    sq = c["networks"]["squeezenet"]
+    assert sq["control"] == "squeezenet-control" and sq["converged"] is True
+    assert sq["params"] == [1000, 500] and sq["descriptor"] == [64, 59]
+    assert sq["filters_removed_pct"] == 60.0
+    t1 = sq["t1_eer"]
+    # the original's estimate equals the history; intervals bracket their estimates
+    assert t1["original"] == pytest.approx(
+        runs["squeezenet-taylor_activation"].history["t1/eer"][0]
+    )
+    for k in ("original", "final"):
+        assert t1[f"{k}_ci"][0] <= t1[k] <= t1[f"{k}_ci"][1]
+    # the final row (sep 1.5) equals the control's final row (sep 1.5): difference exactly 0
+    assert t1["vs_control"] == 0 and t1["vs_control_ci"] == [0, 0]
+    assert c["networks"]["resnet50"]["control"] is None
+    assert "vs_control" not in c["networks"]["resnet50"]["t1_eer"]
+    # criteria: random separates worse at every matched share -> positive paired difference
+    crit = c["criteria"]
+    assert crit["reference"] == "taylor_activation" and crit["shares"] == [
+        12.0,
+        24.0,
+        36.0,
+        48.0,
+        60.0,
+    ]
+    rnd = crit["variants"]["random"]
+    assert rnd["diff"] > 0 and rnd["diff_ci"][0] > 0
+    assert rnd["diff"] == pytest.approx(rnd["mean"] - crit["variants"]["taylor_activation"]["mean"])
+    # SqueezerFaceNet: the smallest row within tolerance is the final row (sep 1.5 = original)
+    pick = c["squeezerfacenet"]
+    assert pick["params"] == 500 and pick["params_saved_pct"] == 50.0 and pick["stage"] == "final"
+    assert set(c["claims"]) == {f"C{i}" for i in range(1, 8)}
+    assert c["claims"]["C6"]["verdict"] == "refuted" and len(c["claims"]["C1"]["ci"]) == 2
+    assert len(_numbers(c)) <= 60
+    # tables
+    iv = s.tables["intervals"]
+    assert set(iv["metric"]) == {"t1/eer", "t5/eer", "t1/tar@far=0.01"}
+    assert len(iv) == 3 * sum(len(r.history) for r in runs.values())
+    assert (iv["low"] <= iv["estimate"] + 1e-12).all() and (
+        iv["estimate"] <= iv["high"] + 1e-12
+    ).all()
+    curves = s.tables["curves_squeezenet"]
+    assert list(curves["step"]) == [0, 1, 2, 3, 4, 5]
+    assert curves["t1_eer_pruned"].iloc[0] == curves["t1_eer_finetuned"].iloc[0]
+    assert "t1_eer_control" in curves and "t1_eer_control" not in s.tables["curves_resnet50"]
+    layers = s.tables["layers"]
+    assert set(layers["run"]) == {"squeezenet-taylor_activation", "resnet50-taylor_activation"}
+    # written: JSON + CSVs under metrics/analysis/, byte-deterministic
+    written = an.write_summary(s, tmp_path / "metrics" / "analysis.json")
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in written)
+    assert "metrics/analysis.json" in names and "metrics/analysis/intervals.csv" in names
+    first = {p: p.read_bytes() for p in written}
+    an.write_summary(s, tmp_path / "metrics" / "analysis.json")
+    assert all(p.read_bytes() == b for p, b in first.items())
+    assert json.loads((tmp_path / "metrics" / "analysis.json").read_text())["schema"] == 2
+    for key in _keys(c):
+        assert " " not in key and "," not in key and "/" not in key, key
+
+
+def _keys(value, prefix=""):
+    if not isinstance(value, dict):
+        return []
+    return sum(([f"{prefix}{k}", *_keys(v, f"{prefix}{k}.")] for k, v in value.items()), [])
+
+
+def test_summarize_without_scores_or_second_criterion():
+    runs, scores, claims, counts = _summary_inputs()
+    runs = {k: runs[k] for k in ("squeezenet-taylor_activation",)}
+    s = an.summarize(runs, {}, [], tolerance=0.02, counts=counts)
+    sq = s.compact["networks"]["squeezenet"]
+    assert sq["t1_eer"]["original_ci"] is None and sq["t1_eer"]["original"] is not None
+    assert s.compact["criteria"] is None and s.compact["claims"] == {}
+    assert s.tables["intervals"].empty

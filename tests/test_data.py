@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +17,28 @@ import pytest
 import torch
 from PIL import Image
 
-from facepruning.errors import DataError, ParameterError
-from facepruning.images import (
-    build_cache,
+from facepruning.data import (
     load_face,
     loose_box_crop,
     read_image,
+    read_manifest,
     resize_center_square,
 )
-from facepruning.manifest import (
+from facepruning.errors import DataError, ParameterError
+from facepruning.prepare import (
+    build_cache,
     build_manifest,
+    copy_orl,
+    orl_source_dir,
+    orl_source_files,
+    parse_lfw_pairs,
+    parse_loose_bboxes,
+    parse_pose_templates,
     prepare_dataset,
-    read_manifest,
+    scan_identity_folders,
     split_identities,
     write_prepared,
 )
-from facepruning.protocols import parse_lfw_pairs, parse_loose_bboxes, parse_pose_templates
-from facepruning.sources import copy_orl, orl_source_dir, orl_source_files, scan_identity_folders
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -116,6 +122,33 @@ def test_scan_sorts_naturally_filters_extensions_and_warns_on_empty_folders(tmp_
         tree = scan_identity_folders(tmp_path)
     assert list(tree) == ["2", "10", "a", "b"]
     assert tree["a"] == ["a/1.pgm", "a/2.PNG", "a/10.jpg"]
+
+
+def test_symlinked_identity_folder_is_reported_and_kept_once(tmp_path):
+    root = _tree(tmp_path / "faces", {"anna": 3, "bob": 3})
+    try:
+        (root / "zed_link").symlink_to(root / "anna", target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks are not available on this file system")
+    with pytest.warns(UserWarning, match=r"anna \(kept\) = zed_link \(left out\)"):
+        tree = scan_identity_folders(root)
+    assert list(tree) == ["anna", "bob"]  # the link is not a third identity
+    assert tree["anna"] == ["anna/1.png", "anna/2.png", "anna/3.png"]
+
+
+def test_prepare_records_duplicate_identity_folders(tmp_path):
+    root = _tree(tmp_path / "faces", {f"id{i}": 4 for i in range(6)})
+    try:
+        (root / "id0_copy").symlink_to(root / "id0", target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks are not available on this file system")
+    with pytest.warns(UserWarning, match="id0_copy"):
+        info = _prepare(tmp_path, root)
+    assert info["duplicate_folders"] == [{"kept": "id0", "left_out": "id0_copy"}]
+    m = read_manifest(tmp_path / "out")
+    assert "id0_copy" not in set(m.identity) and len(m) == 24
+    written = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert written["duplicate_folders"] == info["duplicate_folders"]
 
 
 def test_scan_missing_root(tmp_path):
@@ -247,7 +280,7 @@ def test_read_image_modes(tmp_path):
     modes = {n: read_image(tmp_path / n).mode for n in ("g.png", "c.jpg", "a.png", "p.png")}
     assert modes == {"g.png": "L", "c.jpg": "RGB", "a.png": "RGB", "p.png": "RGB"}
     sixteen = read_image(tmp_path / "i16.png")
-    assert sixteen.mode == "L" and np.asarray(sixteen).max() == 255
+    assert sixteen.mode == "L" and np.asarray(sixteen).max() == round(1000 * 255 / 65535)
 
 
 def _corrupt_files(folder: Path) -> list[Path]:
@@ -276,6 +309,27 @@ def test_read_image_skip_warns_and_returns_none(tmp_path):
             assert read_image(path, on_error="skip") is None
     with pytest.raises(ParameterError, match="on_error"):
         read_image(tmp_path / "whole.jpg", on_error="ignore")
+
+
+def test_sixteen_bit_images_keep_their_relative_brightness(tmp_path):
+    # Two 16-bit PNGs with different content ranges: scaling by each image's own maximum would
+    # stretch both to 255; scaling by the bit depth keeps 1000 much darker than 60000.
+    ramp = np.linspace(0, 1, 20 * 16).reshape(16, 20)
+    decoded = {}
+    for top in (1000, 60000):
+        values = np.round(ramp * top).astype(np.uint16)
+        Image.fromarray(values).save(tmp_path / f"max{top}.png")
+        with Image.open(tmp_path / f"max{top}.png") as raw:
+            assert raw.mode in {"I", "I;16", "I;16B", "I;16L"}  # really a 16-bit image
+        got = np.asarray(read_image(tmp_path / f"max{top}.png")).astype(int)
+        expected = np.floor(values.astype(np.float64) * 255 / 65535 + 0.5).astype(int)
+        assert np.array_equal(got, expected)
+        decoded[top] = got
+    assert decoded[1000].max() == 4 and decoded[60000].max() == 233
+    big_endian = np.full((4, 5), 30000, dtype=">u2")
+    img16b = Image.frombytes("I;16B", (5, 4), big_endian.tobytes())
+    img16b.save(tmp_path / "b.tif")
+    assert np.asarray(read_image(tmp_path / "b.tif")).max() == round(30000 * 255 / 65535)
 
 
 def test_loose_box_crop_enlarges_around_the_centre_and_clips(tmp_path):
@@ -337,7 +391,8 @@ def test_build_cache_matches_single_decodes_and_handles_bad_files(tmp_path):
             on_error="skip",
             return_failed=True,
         )
-    assert failed == [1] and cache[1].sum() == 0 and cache[0].sum() > 0
+    assert list(failed) == [1] and cache[1].sum() == 0 and cache[0].sum() > 0
+    assert "\n" not in failed[1] and failed[1]  # a one-line reason
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -485,7 +540,7 @@ def test_write_failure_midway_leaves_previous_outputs_intact(tmp_path, monkeypat
     def disk_full(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("facepruning.manifest.save_torch", disk_full)
+    monkeypatch.setattr("facepruning.prepare.dataset.save_torch", disk_full)
     with pytest.raises(OSError, match="No space"):
         _prepare(tmp_path, root, seed=5)
     assert _digest(tmp_path / "out") == before  # manifest.csv/dataset.json were not replaced
@@ -501,6 +556,53 @@ def test_prepare_skip_drops_unreadable_images(tmp_path):
     cache = torch.load(tmp_path / "out" / "images.pt", weights_only=True)["images"]
     for i in range(len(m)):
         assert torch.equal(cache[i], load_face(root / m.path[i], size=12, channels=3))
+
+
+def test_prepare_skip_lists_the_skipped_files_in_dataset_json(tmp_path, capsys):
+    root = _tree(tmp_path / "faces", {f"id{i}": 4 for i in range(6)})
+    (root / "id2" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (root / "id4" / "7.png").write_text("not an image at all")
+    with pytest.warns(UserWarning):
+        info = _prepare(tmp_path, root, on_error="skip")
+    written = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert [s["path"] for s in written["skipped"]] == ["id2/9.png", "id4/7.png"]
+    for entry in written["skipped"]:
+        assert entry["reason"] and "\n" not in entry["reason"]
+    assert written["skipped"] == info["skipped"]
+    assert "skipped 2 unreadable image(s)" in capsys.readouterr().out
+    # A clean tree records an empty list, so "nothing skipped" is explicit too.
+    (root / "id2" / "9.png").unlink()
+    (root / "id4" / "7.png").unlink()
+    assert _prepare(tmp_path, root, on_error="skip")["skipped"] == []
+    assert "skipped 0 unreadable image(s)" in capsys.readouterr().out
+
+
+def test_prepare_skip_in_streaming_mode_drops_bad_sampled_images(tmp_path):
+    root = _tree(tmp_path / "faces", {f"id{i}": 4 for i in range(6)})
+    for identity in (f"id{i}" for i in range(6)):  # every identity: the train sample hits one
+        (root / identity / "9.png").write_text("broken")
+    with pytest.warns(UserWarning):
+        info = _prepare(tmp_path, root, on_error="skip", cache=False)
+    m = read_manifest(tmp_path / "out")
+    skipped = {s["path"] for s in info["skipped"]}
+    assert skipped and not skipped & set(m.path)
+
+
+def test_prepare_raise_names_the_unreadable_file_and_the_fix(tmp_path):
+    root = _tree(tmp_path / "faces", {f"id{i}": 4 for i in range(6)})
+    (root / "id4" / "7.png").write_text("not an image at all")
+    with pytest.raises(DataError, match=r"id4/7\.png.*remove or replace.*on_error='skip'"):
+        _prepare(tmp_path, root)
+    assert not (tmp_path / "out").exists()
+
+
+def test_prepare_refuses_an_unknown_on_error(tmp_path):
+    root = _tree(tmp_path / "faces", {f"id{i}": 4 for i in range(6)})
+    with pytest.raises(ParameterError, match=r"on_error='ignore'.*'raise', 'skip'"):
+        _prepare(tmp_path, root, on_error="ignore")
+    with pytest.raises(ParameterError, match=r"on_error='ignore'.*'raise', 'skip'"):
+        _prepare(tmp_path, root, on_error="ignore", cache=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_prepare_lfw_pairs_become_manifest_indices(tmp_path):
@@ -556,3 +658,25 @@ def test_prepare_vggface2_pose_templates_and_boxes(tmp_path):
     assert m[["box_x", "box_y", "box_w", "box_h"]].iloc[0].tolist() == [2, 3, 20, 25]
     assert info["protocol"] == "pose_templates" and info["boxes"] and not info["cached"]
     assert not (tmp_path / "out" / "images.pt").exists()
+
+
+def test_box_outside_the_image_names_image_box_file_and_line(tmp_path):
+    root = tmp_path / "vgg"
+    for n in range(5):
+        for k in range(1, 5):
+            _image(root / f"n{n:06d}" / f"{k:04d}_01.jpg", seed=10 * n + k, size=(92, 112))
+    rows = ["NAME_ID,X,Y,W,H"]
+    for p in sorted(root.rglob("*.jpg")):
+        rows.append(f"{p.parent.name}/{p.stem},2,3,20,25")
+    bad = rows.index("n000003/0002_01,2,3,20,25")
+    rows[bad] = "n000003/0002_01,500,3,20,25"  # x far right of the 92-pixel-wide image
+    (tmp_path / "loose_bb.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError) as caught:
+        _prepare(tmp_path, root, dataset="vggface2", bbox_file=tmp_path / "loose_bb.csv")
+    message = str(caught.value)
+    assert "n000003/0002_01.jpg" in message  # the image
+    assert f"loose_bb.csv:{bad + 1}" in message  # the box file and its line (1-based)
+    assert "(x=500, y=3, w=20, h=25)" in message and "np.float64" not in message
+    assert "92x112" in message and "fix or remove that line" in message
+    assert "\n" not in message
+    assert not (tmp_path / "out").exists()

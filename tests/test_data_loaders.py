@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from facepruning.data import BatchTransform, FaceDataset, load_prepared
 from facepruning.errors import DataError, ParameterError
-from facepruning.loaders import BatchTransform, FaceDataset, load_prepared
-from facepruning.manifest import prepare_dataset
+from facepruning.prepare import prepare_dataset
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +102,27 @@ def test_streaming_decodes_exactly_what_the_cache_holds(name, request):
 
 def test_boxes_change_the_crop(boxed):
     # Guard for the test above: without the box the decoded image differs.
-    from facepruning.images import load_face
+    from facepruning.data import load_face
 
     row = boxed.manifest.iloc[0]
     whole = load_face(boxed.data_root / row.path, size=12, channels=3)
     assert not torch.equal(whole, boxed.images[0])
+
+
+def test_streaming_box_error_names_the_image_and_the_box_file_line(boxed):
+    manifest = boxed.manifest.copy()
+    row = int(np.flatnonzero(manifest.split == "train")[0])
+    manifest.loc[row, "box_x"] = 500.0  # far outside the 30-pixel-wide image
+    line = int(manifest.loc[row, "box_line"])
+    streaming = dataclasses.replace(boxed, manifest=manifest, images=None)
+    with pytest.raises(DataError) as caught:
+        FaceDataset(streaming, "train")[0]
+    message = str(caught.value)
+    assert manifest.loc[row, "path"] in message
+    assert f"bb.csv:{line}" in message and "np.float64" not in message
+    # The line really is the one that holds this image's box.
+    text = (boxed.data_root.parent / "bb.csv").read_text().splitlines()
+    assert text[line - 1].startswith(manifest.loc[row, "path"].rsplit(".", 1)[0] + ",")
 
 
 # ----------------------------------------------------------------------------- BatchTransform

@@ -25,11 +25,11 @@ from synthetic import TinyFaces, transforms
 
 from facepruning import distributed
 from facepruning.models import build_model
-from facepruning.pruning import PruningConfig, prune_iteratively
-from facepruning.scoring import ImportanceAccumulator
-from facepruning.surgery import prunable_groups
+from facepruning.parameters import PruneParameters, TrainParameters
+from facepruning.pruning.loop import prune_iteratively
+from facepruning.pruning.scoring import ImportanceAccumulator
+from facepruning.pruning.surgery import prunable_groups
 from facepruning.training import (
-    TrainConfig,
     epoch_batches,
     epoch_generator,
     make_loader,
@@ -91,9 +91,9 @@ def _train(checkpoint_dir, epochs):
         val_set=TinyFaces(seed=1, per_class=2),
         train_transform=train_tf,
         eval_transform=eval_tf,
-        config=TrainConfig(epochs=epochs, batch_size=BATCH, seed=3, lr_levels=[0.01]),
+        config=TrainParameters(epochs=epochs, batch_size=BATCH, seed=3, lr_levels=[0.01]),
         checkpoint_dir=checkpoint_dir,
-        run_fingerprint="run",
+        run_identity={"run": "run"},
         progress=False,
     )
     return model, history
@@ -123,7 +123,7 @@ def _scores(criterion):
 def _prune(checkpoint_dir=None):
     model = _model()
     train_tf, _ = _transforms()
-    config = PruningConfig(
+    config = PruneParameters(
         filters_per_step=6,
         max_steps=1,
         score_batches=3,
@@ -141,7 +141,7 @@ def _prune(checkpoint_dir=None):
         example_input=torch.zeros(1, 3, 16, 16, dtype=torch.float64),
         config=config,
         checkpoint_dir=checkpoint_dir,
-        run_fingerprint="prune",
+        run_identity={"run": "prune"},
         progress=False,
     )
 

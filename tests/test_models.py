@@ -133,3 +133,28 @@ def test_local_torchvision_weights_load_and_report(tmp_path):
 
     with pytest.raises(ModelError, match="fits"):
         build_model("mobilenet_v2", num_classes=10, weights=path)
+
+
+def test_package_layout_keeps_the_old_names():
+    import importlib
+    import sys
+
+    import facepruning.models as models
+
+    old_names = {"ARCHITECTURES", "FaceNet", "BNFire", "squeezenet", "mobilenet_v2", "resnet50"}
+    old_names |= {"build_model", "count_parameters", "count_macs"}
+    assert set(models.__all__) == old_names and all(hasattr(models, n) for n in old_names)
+    for module, name in [
+        ("squeezenet", "squeezenet"),
+        ("mobilenet_v2", "mobilenet_v2"),
+        ("resnet50", "resnet50"),
+        ("facenet", "FaceNet"),
+        ("build", "build_model"),
+        ("counting", "count_macs"),
+    ]:
+        importlib.import_module(f"facepruning.models.{module}")
+        assert getattr(sys.modules[f"facepruning.models.{module}"], name) is getattr(models, name)
+    assert sys.modules["facepruning.models.squeezenet"].BNFire is models.BNFire
+    for builder in (squeezenet, mobilenet_v2, resnet50):
+        with pytest.raises(TypeError):  # keyword-only
+            builder(10)

@@ -66,7 +66,9 @@ def test_failed_run_keeps_the_previous_output(tmp_path):
     with pytest.raises(PapermillExecutionError):
         run_notebook(nb, out, parameters={"fail": True}, cwd=tmp_path)
     assert out.read_text() == first
-    assert (tmp_path / "out.failed.ipynb").exists()
+    # the partial notebook is kept for inspection, away from the outputs' folder
+    assert (tmp_path / "build" / "notebooks" / "out.failed.ipynb").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "n.ipynb", "out.ipynb"]
 
 
 def test_cli_reports_bad_parameters_cleanly(tmp_path, capsys):

@@ -5,10 +5,12 @@ import torch
 import torch.nn.functional as F
 from synthetic import TinyFaces, transforms
 
-from facepruning.errors import PruningError
+from facepruning.artifacts import fingerprint
+from facepruning.errors import ArtifactError, ParameterError, PruningError
 from facepruning.models import build_model, count_parameters
-from facepruning.pruning import PruningConfig, prune_iteratively, select_channels
-from facepruning.surgery import prunable_groups
+from facepruning.parameters import PruneParameters
+from facepruning.pruning.loop import prune_iteratively, select_channels
+from facepruning.pruning.surgery import load_model, prunable_groups
 
 
 def test_select_channels_takes_the_global_lowest_and_keeps_one_per_group():
@@ -32,18 +34,18 @@ def test_select_channels_refuses_more_than_can_go():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"criterion": "nope"}, "unknown criterion"),
-        ({"filters_per_step": 0}, "positive"),
-        ({"filters_per_step": 2.5}, "neither a whole count"),
-        ({"target_fraction": 1.2}, "target_fraction"),
-        ({"max_steps": 0}, "max_steps"),
-        ({"finetune_epochs": -1}, "negative"),
-        ({"bn_recalibration_batches": -2}, "negative"),
+        ({"criterion": "nope"}, "criterion='nope' is not one of taylor_activation"),
+        ({"filters_per_step": 0}, "filters_per_step=0: give a whole count"),
+        ({"filters_per_step": 2.5}, "filters_per_step=2.5: give a whole count"),
+        ({"target_fraction": 1.2}, "target_fraction=1.2: the share"),
+        ({"max_steps": 0}, "max_steps=0: must be at least 1"),
+        ({"finetune_epochs": -1}, "finetune_epochs=-1: must be at least 0"),
+        ({"bn_recalibration_batches": -2}, "bn_recalibration_batches=-2: must be at least 0"),
     ],
 )
 def test_bad_pruning_parameters_are_named(kwargs, message):
-    with pytest.raises(PruningError, match=message):
-        PruningConfig(**kwargs)
+    with pytest.raises(ParameterError, match=message):
+        PruneParameters(**kwargs)
 
 
 def _evaluate(val):
@@ -56,7 +58,7 @@ def _evaluate(val):
     return evaluate
 
 
-def _prune(tmp_path, *, max_steps, fail_in_step=None, **overrides):
+def _prune(tmp_path, *, max_steps, fail_in_step=None, identity=None, **overrides):
     torch.manual_seed(5)
     model = build_model("squeezenet", num_classes=4)
     train_tf, _ = transforms()
@@ -68,7 +70,7 @@ def _prune(tmp_path, *, max_steps, fail_in_step=None, **overrides):
             raise KeyboardInterrupt("simulated interruption")
         return train_tf(batch, generator)
 
-    config = PruningConfig(
+    config = PruneParameters(
         filters_per_step=16,
         max_steps=max_steps,
         score_batches=2,
@@ -85,7 +87,7 @@ def _prune(tmp_path, *, max_steps, fail_in_step=None, **overrides):
         example_input=torch.zeros(1, 3, 16, 16),
         config=config,
         checkpoint_dir=tmp_path,
-        run_fingerprint="run",
+        run_identity=identity or {"max_steps": max_steps, **overrides},
         progress=False,
     )
 
@@ -125,3 +127,30 @@ def test_impossible_amounts_fail_before_any_work(tmp_path):
         _prune(tmp_path, max_steps=1000)
     with pytest.raises(PruningError, match="impossible"):
         _prune(tmp_path, max_steps=3, target_fraction=0.9999)
+
+
+def test_checkpoint_of_another_run_is_set_aside_with_what_changed(tmp_path, capsys):
+    old = {"config": {"criterion": "taylor_activation", "seed": 0}, "baseline": "abc"}
+    new = {"config": {"criterion": "l1_norm", "seed": 0}, "baseline": "abc"}
+    _prune(tmp_path, max_steps=1, identity=old)
+    before = (tmp_path / "last.pt").read_bytes()
+    capsys.readouterr()
+    result = _prune(tmp_path, max_steps=1, identity=new)
+    assert [r["stage"] for r in result.history] == ["original", "pruned", "finetuned", "final"]
+    aside = tmp_path / f"last.{fingerprint(old)}.pt"
+    assert aside.read_bytes() == before  # kept, byte for byte
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1
+    assert 'config.criterion: "taylor_activation" -> "l1_norm"' in message[0]
+    assert str(aside) in message[0] and "baseline" not in message[0]
+    _, meta = load_model(tmp_path / "last.pt")
+    assert meta["fingerprint"] == fingerprint(new) and meta["run_identity"] == new
+
+
+def test_truncated_checkpoint_names_the_file_and_the_fix(tmp_path):
+    _prune(tmp_path, max_steps=1)
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:-100])
+    with pytest.raises(ArtifactError, match="truncated or corrupt") as info:
+        _prune(tmp_path, max_steps=1)
+    assert str(ckpt) in str(info.value) and "delete it" in str(info.value)

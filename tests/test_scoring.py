@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from facepruning.errors import PruningError
 from facepruning.models import build_model
-from facepruning.scoring import ImportanceAccumulator, normalize_per_group
-from facepruning.surgery import prunable_groups
+from facepruning.pruning.scoring import ImportanceAccumulator, normalize_per_group
+from facepruning.pruning.surgery import prunable_groups
 
 
 @pytest.fixture(scope="module")
@@ -29,71 +29,118 @@ def _batches(n, seed=0):
     ]
 
 
-def _reference_activation_scores(model, groups, batches):
-    """Molchanov 2017 from scratch: per image |mean_hw(a * dLoss_image/da)|, averaged."""
+ARCHS = ("squeezenet", "mobilenet_v2", "resnet50")
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def net64(request):
+    """A float64 backbone in eval mode (per-image outputs independent of the batch)."""
+    torch.manual_seed(0)
+    model = build_model(request.param, num_classes=5).double().eval()
+    groups = prunable_groups(model, example_input=torch.zeros(1, 3, 32, 32, dtype=torch.float64))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 3, 32, 32, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (3,), generator=g)
+    return request.param, model, groups, x, y
+
+
+def _relative_difference(scores, expected):
+    """Worst group: max |score - reference| over its channels relative to max |reference|."""
+    assert set(scores) == set(expected)
+    return max(
+        ((scores[k] - expected[k]).abs().max() / expected[k].abs().max().clamp_min(1e-300)).item()
+        for k in expected
+    )
+
+
+def _per_image_activation_reference(model, groups, x, y):
+    """Molchanov 2017 from scratch, one image at a time: |mean_hw(a * dLoss_image/da)| per
+    producer, summed over the group's producers, averaged over the images.
+
+    Each score point's hook passes a clone on to the rest of the network, so in-place updates
+    downstream (Bottleneck's ``out += identity``) touch the clone, never ``a`` itself.
+    """
     modules = dict(model.named_modules())
     total = {g.name: torch.zeros(g.size, dtype=torch.float64) for g in groups}
-    images = 0
-    for x, y in batches:
-        outs = {}
+
+    def keeper(store, key):
+        def hook(module, inputs, output):
+            store[key] = output  # a, untouched: the network goes on with a copy
+            return output.clone()
+
+        return hook
+
+    for n in range(len(y)):
+        kept = {}
         hooks = [
-            modules[p].register_forward_hook(
-                lambda m, i, o, key=(g.name, p), store=outs: store.__setitem__(key, o)
-            )
+            modules[p].register_forward_hook(keeper(kept, (g.name, p)))
             for g in groups
             for p in g.score_points
         ]
-        logits = model(x)
-        for h in hooks:
-            h.remove()
-        keys = list(outs)
-        for n in range(len(y)):  # per-image loss gradients, one image at a time
-            loss_n = F.cross_entropy(logits[n : n + 1], y[n : n + 1])
-            grads = torch.autograd.grad(loss_n, [outs[k] for k in keys], retain_graph=True)
-            for (name, _), a, g in zip(keys, [outs[k] for k in keys], grads, strict=True):
-                total[name] += (a[n] * g[n]).mean(dim=(1, 2)).abs().double()
-        images += len(y)
-    return {k: v / images for k, v in total.items()}
+        try:
+            loss = F.cross_entropy(model(x[n : n + 1]), y[n : n + 1])
+        finally:
+            for h in hooks:
+                h.remove()
+        keys = list(kept)
+        grads = torch.autograd.grad(loss, [kept[k] for k in keys])
+        for key, grad in zip(keys, grads, strict=True):
+            total[key[0]] += (kept[key][0] * grad[0]).mean(dim=(1, 2)).abs()
+    return {k: v / len(y) for k, v in total.items()}
 
 
-def test_taylor_activation_matches_independent_autograd(net):
-    model, groups = net
-    batches = _batches(2)
-    expected = _reference_activation_scores(model, groups, batches)
+def test_taylor_activation_matches_per_image_autograd_on_every_backbone(net64):
+    arch, model, groups, x, y = net64
+    expected = _per_image_activation_reference(model, groups, x, y)
     with ImportanceAccumulator(model, groups, criterion="taylor_activation") as acc:
-        for x, y in batches:
-            model.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            acc.after_backward()
-    scores = acc.scores()
-    assert set(scores) == set(expected)
-    for name in expected:
-        torch.testing.assert_close(scores[name], expected[name], rtol=1e-4, atol=1e-9)
-    # coupled groups really do add their members' scores
-    assert any(len(g.score_points) > 1 for g in groups)
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        acc.after_backward()
+    assert acc.count == len(y)
+    difference = _relative_difference(acc.scores(), expected)
+    print(f"{arch}: taylor_activation relative difference {difference:.3g}")
+    assert difference < 1e-9, f"{arch}: relative difference {difference:.3g}"
+    if arch != "squeezenet":  # coupled groups really do add their members' scores
+        assert any(len(g.score_points) > 1 for g in groups)
 
 
-def test_taylor_weight_matches_independent_computation(net):
-    model, groups = net
+def _weight_reference(model, groups, batches):
+    """Molchanov 2019 from scratch: per mini-batch (sum_s w_s * dL/dw_s)^2 over every parameter
+    a channel owns (its convs and their BatchNorms), averaged over mini-batches."""
     modules = dict(model.named_modules())
-    batches = _batches(3, seed=1)
-    expected = {g.name: torch.zeros(g.size, dtype=torch.float64) for g in groups}
-    with ImportanceAccumulator(model, groups, criterion="taylor_weight") as acc:
-        for x, y in batches:
+    owned = {
+        g.name: [
+            p
+            for name in dict.fromkeys((*g.convs, *g.score_points))
+            for p in (modules[name].weight, getattr(modules[name], "bias", None))
+            if p is not None
+        ]
+        for g in groups
+    }
+    total = {g.name: torch.zeros(g.size, dtype=torch.float64) for g in groups}
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        params = [p for g in groups for p in owned[g.name]]
+        grads = dict(zip(map(id, params), torch.autograd.grad(loss, params), strict=True))
+        for g in groups:
+            s = sum((p.detach() * grads[id(p)]).reshape(g.size, -1).sum(1) for p in owned[g.name])
+            total[g.name] += s**2
+    return {k: v / len(batches) for k, v in total.items()}
+
+
+def test_taylor_weight_matches_independent_autograd_on_every_backbone(net64):
+    arch, model, groups, x, y = net64
+    batches = [(x[:2], y[:2]), (x[2:], y[2:])]
+    expected = _weight_reference(model, groups, batches)
+    acc = ImportanceAccumulator(model, groups, criterion="taylor_weight")
+    with acc:
+        for xb, yb in batches:
             model.zero_grad()
-            F.cross_entropy(model(x), y).backward()
+            F.cross_entropy(model(xb), yb).backward()
             acc.after_backward()
-            for g in groups:
-                s = torch.zeros(g.size, dtype=torch.float64)
-                for name in set(g.convs) | set(g.score_points):
-                    m = modules[name]
-                    for p in (m.weight, m.bias):
-                        if p is not None and p.grad is not None:
-                            s += (p * p.grad).double().reshape(g.size, -1).sum(1)
-                expected[g.name] += s**2
-    scores = acc.scores()
-    for g in groups:
-        torch.testing.assert_close(scores[g.name], expected[g.name] / 3, rtol=1e-4, atol=1e-12)
+    difference = _relative_difference(acc.scores(), expected)
+    print(f"{arch}: taylor_weight relative difference {difference:.3g}")
+    assert difference < 1e-9, f"{arch}: relative difference {difference:.3g}"
 
 
 def test_l1_norm_and_random_and_normalisation(net):
@@ -113,6 +160,21 @@ def test_l1_norm_and_random_and_normalisation(net):
         model, groups, criterion="random", generator=torch.Generator().manual_seed(3)
     ).scores()
     assert all(torch.equal(r1[k], r2[k]) for k in r1)
+
+
+def test_random_scores_are_never_normalised(net):
+    model, groups = net
+    sizes = [g.size for g in groups]
+    assert max(sizes) >= 10 * min(sizes)  # wide and narrow groups
+    scores = ImportanceAccumulator(
+        model, groups, criterion="random", generator=torch.Generator().manual_seed(3)
+    ).scores(normalize=True)
+    draws = torch.Generator().manual_seed(3)
+    for g in groups:  # exactly the uniform draws, whatever the width of the group
+        raw = torch.rand(g.size, generator=draws, dtype=torch.float64)
+        assert torch.equal(scores[g.name], raw), g.name
+    wide = max(groups, key=lambda g: g.size)
+    assert scores[wide.name].max() > 0.9  # not divided by ||s|| ~ sqrt(width / 3)
 
 
 def test_activation_memory_does_not_grow_with_batches(net):

@@ -10,7 +10,7 @@ from torch import nn
 
 from facepruning.errors import ParameterError, PruningError
 from facepruning.models import build_model, count_macs, count_parameters
-from facepruning.surgery import (
+from facepruning.pruning.surgery import (
     ChannelGroup,
     channel_layout,
     load_model,

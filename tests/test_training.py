@@ -4,9 +4,11 @@ import pytest
 import torch
 from synthetic import TinyFaces, transforms
 
-from facepruning.errors import ParameterError
+from facepruning.artifacts import fingerprint, load_torch
+from facepruning.errors import ArtifactError, ParameterError
 from facepruning.models import build_model
-from facepruning.training import PlateauSchedule, TrainConfig, train_identification
+from facepruning.parameters import TrainParameters
+from facepruning.training import PlateauSchedule, train_identification
 
 
 def test_plateau_schedule_steps_through_levels_then_finishes():
@@ -29,7 +31,7 @@ def test_plateau_schedule_rejects_bad_levels():
         PlateauSchedule([0.1], patience=0)
 
 
-def _train(tmp_path, epochs, *, fail_at_batch=None, checkpoint=True):
+def _train(tmp_path, epochs, *, fail_at_batch=None, checkpoint=True, identity=None):
     torch.manual_seed(123)
     model = build_model("squeezenet", num_classes=4)
     train_tf, eval_tf = transforms()
@@ -47,9 +49,9 @@ def _train(tmp_path, epochs, *, fail_at_batch=None, checkpoint=True):
         val_set=TinyFaces(seed=1, per_class=2),
         train_transform=transform,
         eval_transform=eval_tf,
-        config=TrainConfig(epochs=epochs, batch_size=8, seed=7),
+        config=TrainParameters(epochs=epochs, batch_size=8, seed=7),
         checkpoint_dir=tmp_path if checkpoint else None,
-        run_fingerprint="run",
+        run_identity=identity or {"config": {"epochs": epochs, "seed": 7}, "data": "tiny"},
         progress=False,
     )
     return model, history
@@ -79,22 +81,34 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert _same_weights(reference, resumed)
 
 
-def test_checkpoint_of_another_run_is_not_resumed(tmp_path):
-    _train(tmp_path, 1)
-    model = build_model("squeezenet", num_classes=4)
-    train_tf, eval_tf = transforms()
-    history = train_identification(
-        model,
-        train_set=TinyFaces(),
-        val_set=TinyFaces(seed=1, per_class=2),
-        train_transform=train_tf,
-        eval_transform=eval_tf,
-        config=TrainConfig(epochs=1, batch_size=8, seed=7),
-        checkpoint_dir=tmp_path,
-        run_fingerprint="other parameters",
-        progress=False,
-    )
+def test_checkpoint_of_another_run_is_set_aside_with_what_changed(tmp_path, capsys):
+    old = {"config": {"lr": 0.01, "seed": 7}, "data": "tiny"}
+    new = {"config": {"lr": 0.02, "seed": 7}, "data": "tiny"}
+    _train(tmp_path, 1, identity=old)
+    before = (tmp_path / "last.pt").read_bytes()
+    capsys.readouterr()
+    _, history = _train(tmp_path, 1, identity=new)
     assert len(history) == 1  # trained afresh rather than treating the old run as finished
+    aside = tmp_path / f"last.{fingerprint(old)}.pt"
+    assert aside.read_bytes() == before  # kept, byte for byte
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1
+    assert "config.lr: 0.01 -> 0.02" in message[0] and str(aside) in message[0]
+    assert "seed" not in message[0]  # only what changed
+    state = load_torch(tmp_path / "last.pt")
+    assert state["fingerprint"] == fingerprint(new) and state["run_identity"] == new
+    _, again = _train(tmp_path, 1, identity=new)  # the same run now resumes: nothing to do
+    assert again == history and not capsys.readouterr().err
+
+
+def test_truncated_checkpoint_names_the_file_and_the_fix(tmp_path):
+    _train(tmp_path, 1)
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match="truncated or corrupt") as info:
+        _train(tmp_path, 1)
+    assert str(ckpt) in str(info.value) and "delete it" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_recalibrate_batchnorm_averages_the_batch_statistics():

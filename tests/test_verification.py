@@ -474,3 +474,23 @@ def test_pose_blocks_reject_bad_templates():
         v.verification_report(x, ids, template_sizes=(), poses=bad_pose, template_ids=tids)
     with pytest.raises(ParameterError):
         v.verification_report(x, ids, template_sizes=(), poses=poses)
+
+
+def test_eer_threshold_is_where_false_accepts_first_reach_false_rejects():
+    rng = np.random.default_rng(3)
+    genuine = rng.random(400) < 0.2
+    scores = rng.normal(size=400) + 1.5 * genuine
+    t = v.eer_threshold(scores, genuine)
+
+    def rates(threshold):
+        accept = scores >= threshold
+        return accept[~genuine].mean(), (~accept[genuine]).mean()
+
+    far, frr = rates(t)
+    assert far >= frr
+    stricter = np.min(scores[scores > t])  # the next operating point, one score stricter
+    far_s, frr_s = rates(stricter)
+    assert far_s < frr_s
+    # the EER lies between the two points' error rates
+    e = v.eer(scores, genuine)
+    assert min(far_s, frr) - 1e-12 <= e <= max(far, frr_s) + 1e-12

@@ -1,37 +1,53 @@
 """Tables and statistics of the cross-run analysis (notebook 04): from metric files to numbers.
 
 The training and pruning notebooks leave one set of files per run (``metrics/train/<arch>.json``,
-``metrics/prune/<arch>-<criterion>.json``, ``..._history.csv``, ``..._layers.csv``). This module
-gathers whatever runs exist into pandas tables and computes what the papers claim in words:
+``metrics/prune/<run>.json``, ``<run>_history.csv``, ``<run>_layers.csv``). File names only
+locate a run's files: what a pruning run is (its architecture, criterion and whether its scores
+were normalised) is read from the keys ``run``, ``arch``, ``criterion`` and
+``normalize_scores`` of its metrics JSON. This module gathers whatever runs exist into pandas
+tables and computes what the papers claim in words:
 
 - :func:`load_prune_runs` / :func:`load_train_runs`: every run's files, one long history table;
-- :func:`spearman`, :func:`permutation_pvalue`, :func:`width_order` / :func:`width_rank_summary`:
-  do the widest layers lose filters first?
+  :func:`main_runs`: the run per architecture that stands for the papers' setup;
+- :func:`spearman`, :func:`permutation_pvalue` (scipy.stats), :func:`width_order` /
+  :func:`width_rank_summary`: do the widest layers lose filters first?
 - :func:`smallest_within_tolerance`, :func:`largest_removal_within_tolerance`: the smallest network
   whose EER stays within a tolerance of the unpruned one (the SqueezerFaceNet selection);
 - :func:`interpolate_at`: a metric at matched shares of filters removed (criterion comparison);
 - :func:`squeezenet_classifier_params`, :func:`squeezenet_param_split`: parameter counts without
   the identity classifier, and as if it had the paper's 1000 outputs;
-- :func:`eer_standard_error`: how precisely an EER is known from a given number of comparisons.
+- :func:`eer_standard_error`: how precisely an EER is known from a given number of comparisons;
+- :func:`load_scores` (``scores/<run>.pt``, every pair's score at every history row),
+  :func:`point_intervals`, :func:`paired_difference_at`: identity-bootstrap intervals
+  (:mod:`facepruning.statistics`), paired between rows and runs on the same resamples;
+  :func:`verdict`, :func:`judge_claims`: holds / refuted / inconclusive for the claims C1-C7 of
+  docs/PAPERS.md, by whether the 95% interval clears each claim's threshold;
+  :func:`width_null_position`: the observed width-vs-removal rho against random removal.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from .artifacts import read_json
+from . import statistics as st
+from . import verification
+from .artifacts import load_torch, read_json, write_csv, write_json
 from .errors import DataError
 
 __all__ = [
     "PruneRun",
     "load_prune_runs",
+    "main_runs",
+    "variant_label",
     "load_train_runs",
     "combined_history",
     "spearman",
@@ -45,15 +61,50 @@ __all__ = [
     "squeezenet_param_split",
     "eer_standard_error",
     "finite_or_none",
+    "CLAIMS",
+    "RunScores",
+    "load_scores",
+    "check_scores",
+    "point_intervals",
+    "paired_difference_at",
+    "verdict",
+    "width_null_position",
+    "control_runs",
+    "judge_claims",
+    "SCHEMA",
+    "Summary",
+    "counts_for",
+    "interval_table",
+    "criteria_comparison",
+    "squeezerfacenet_pick",
+    "layer_width_table",
+    "curve_table",
+    "summarize",
+    "write_summary",
+    "fmt_interval",
+    "check_histories",
+    "run_inventory",
+    "baseline_table",
 ]
 
 HISTORY_SUFFIX = "_history.csv"
 LAYERS_SUFFIX = "_layers.csv"
+#: What every pruning run's metrics JSON must say about the run (written by the prune stage).
+RUN_KEYS = ("run", "arch", "criterion", "normalize_scores")
+#: The papers' criterion, and the criteria the prune stage knows.
+MAIN_CRITERION = "taylor_activation"
+CRITERIA = ("taylor_activation", "taylor_weight", "l1_norm", "random", "none")
+#: The criterion of a no-pruning control run (same schedule, nothing removed).
+CONTROL_CRITERION = "none"
 
 
 @dataclass
 class PruneRun:
-    """One pruning run: its key ``<arch>-<criterion>``, summary JSON, history and layer table."""
+    """One pruning run: its name, what it is (from its metrics JSON), history and layer table.
+
+    ``key`` is the run's name (``<run>`` of its file names); ``variant`` labels it for display:
+    the criterion, plus " (unnormalised)" when its scores were not normalised.
+    """
 
     key: str
     arch: str
@@ -61,43 +112,106 @@ class PruneRun:
     history: pd.DataFrame
     summary: dict = field(default_factory=dict)
     layers: pd.DataFrame | None = None  # rows: groups in network order; columns: steps (int)
+    normalize_scores: bool = True
+    variant: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.variant:
+            self.variant = variant_label(self.criterion, self.normalize_scores)
 
 
-def _split_key(key: str) -> tuple[str, str]:
-    # Architecture names use underscores, never hyphens, so the first hyphen separates the two.
-    arch, sep, criterion = key.partition("-")
-    if not sep or not arch or not criterion:
-        raise DataError(f"run key {key!r} is not '<arch>-<criterion>'")
-    return arch, criterion
+def variant_label(criterion: str, normalize_scores: bool) -> str:
+    """The display label of a run: ``criterion``, plus " (unnormalised)" without normalisation."""
+    return criterion if normalize_scores else f"{criterion} (unnormalised)"
+
+
+def _run_description(path: Path, key: str) -> dict:
+    """``run``, ``arch``, ``criterion`` and ``normalize_scores`` of the run whose metrics JSON is
+    ``path``, checked; the whole JSON is returned."""
+    rerun = f"rerun its prune stage (dvc repro -f prune@{key}, or notebook 03) to rewrite it"
+    if not path.is_file():
+        raise DataError(f"{path} (the metrics of pruning run {key!r}) is missing: {rerun}")
+    summary = read_json(path)
+    missing = [k for k in RUN_KEYS if k not in summary]
+    if missing:
+        raise DataError(
+            f"{path} lacks the keys {missing} (written by an older prune stage): {rerun}"
+        )
+    if summary["run"] != key:
+        raise DataError(
+            f"{path} describes run {summary['run']!r}, not {key!r} (its file name): was it "
+            f"renamed, or written without run={key}? {rerun}"
+        )
+    if summary["criterion"] not in CRITERIA:
+        raise DataError(
+            f"{path}: unknown criterion {summary['criterion']!r}, not one of {CRITERIA}"
+        )
+    if not isinstance(summary["normalize_scores"], bool):
+        raise DataError(
+            f"{path}: normalize_scores must be true or false, not {summary['normalize_scores']!r}"
+        )
+    return summary
+
+
+def _load_run(folder: Path, key: str) -> PruneRun:
+    summary = _run_description(folder / f"{key}.json", key)
+    path = folder / f"{key}{HISTORY_SUFFIX}"
+    history = pd.read_csv(path)
+    missing = {"step", "stage", "filters_removed_pct", "params"} - set(history.columns)
+    if missing:
+        raise DataError(f"{path} lacks the columns {sorted(missing)}")
+    arch, criterion, normalized = summary["arch"], summary["criterion"], summary["normalize_scores"]
+    variant = variant_label(criterion, normalized)
+    for name, value in [
+        ("normalize_scores", normalized),
+        ("variant", variant),
+        ("criterion", criterion),
+        ("arch", arch),
+        ("run", key),
+    ]:
+        history.insert(0, name, value)
+    layers_path = folder / f"{key}{LAYERS_SUFFIX}"
+    layers = None
+    if layers_path.is_file():
+        layers = pd.read_csv(layers_path, index_col=0)
+        layers.columns = [int(c) for c in layers.columns]
+    return PruneRun(key, arch, criterion, history, summary, layers, normalized, variant)
 
 
 def load_prune_runs(prune_dir: str | os.PathLike) -> dict[str, PruneRun]:
-    """Every pruning run under ``prune_dir`` (found by its ``<key>_history.csv``), sorted by key.
+    """Every pruning run under ``prune_dir`` (found by its ``<run>_history.csv``), sorted by name.
 
-    An empty or missing folder gives an empty dict: the caller decides what that means.
+    What each run is comes from its ``<run>.json`` (keys :data:`RUN_KEYS`); a run whose JSON is
+    missing or lacks them raises :class:`DataError` naming the file. The history gains the
+    columns ``run``, ``arch``, ``criterion``, ``variant`` and ``normalize_scores`` in front. An
+    empty or missing folder gives an empty dict: the caller decides what that means.
     """
     folder = Path(prune_dir)
-    runs: dict[str, PruneRun] = {}
-    for path in sorted(folder.glob(f"*{HISTORY_SUFFIX}")):
-        key = path.name[: -len(HISTORY_SUFFIX)]
-        summary_path = folder / f"{key}.json"
-        summary = read_json(summary_path) if summary_path.is_file() else {}
-        arch, criterion = _split_key(key)
-        arch = summary.get("arch", arch)  # the key's criterion part names variants apart
-        history = pd.read_csv(path)
-        missing = {"step", "stage", "filters_removed_pct", "params"} - set(history.columns)
-        if missing:
-            raise DataError(f"{path} lacks the columns {sorted(missing)}")
-        history.insert(0, "criterion", criterion)
-        history.insert(0, "arch", arch)
-        history.insert(0, "run", key)
-        layers_path = folder / f"{key}{LAYERS_SUFFIX}"
-        layers = None
-        if layers_path.is_file():
-            layers = pd.read_csv(layers_path, index_col=0)
-            layers.columns = [int(c) for c in layers.columns]
-        runs[key] = PruneRun(key, arch, criterion, history, summary, layers)
-    return runs
+    keys = [p.name[: -len(HISTORY_SUFFIX)] for p in sorted(folder.glob(f"*{HISTORY_SUFFIX}"))]
+    return {key: _load_run(folder, key) for key in keys}
+
+
+def main_runs(
+    runs: Mapping[str, PruneRun],
+    *,
+    arch_order: Sequence[str] = (),
+    criterion: str = MAIN_CRITERION,
+) -> dict[str, str]:
+    """The main run per architecture, ``{arch: run name}``: the ``criterion`` run with normalised
+    scores (the papers' setup); failing that, an unnormalised ``criterion`` run; failing that,
+    the first run by name; never a no-pruning control (criterion ``none``). Architectures of
+    ``arch_order`` come first, in that order."""
+    runs = {k: r for k, r in runs.items() if r.criterion != CONTROL_CRITERION}
+    archs = {r.arch for r in runs.values()}
+    order = [a for a in arch_order if a in archs] + sorted(archs - set(arch_order))
+    main = {}
+    for arch in order:
+        keys = sorted(k for k, r in runs.items() if r.arch == arch)
+        main[arch] = min(
+            keys,
+            key=lambda k: (runs[k].criterion != criterion, not runs[k].normalize_scores),
+        )
+    return main
 
 
 def load_train_runs(train_dir: str | os.PathLike) -> pd.DataFrame:
@@ -109,54 +223,63 @@ def load_train_runs(train_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def combined_history(runs: Iterable[PruneRun]) -> pd.DataFrame:
-    """The histories of ``runs`` stacked into one long table (columns run, arch, criterion, ...)."""
+    """The histories of ``runs`` stacked into one long table (columns run, arch, criterion,
+    variant, normalize_scores, ...)."""
     frames = [r.history for r in runs]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    # Ranks 1..n with ties sharing their average rank.
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=float)
-    ranks[order] = np.arange(1, len(x) + 1)
-    values = x[order]
-    start = 0
-    for end in range(1, len(x) + 1):
-        if end == len(x) or values[end] != values[start]:
-            ranks[order[start:end]] = (start + 1 + end) / 2
-            start = end
-    return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation (ties: average ranks); NaN when either side is constant."""
+def _check_pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
         raise DataError(f"spearman needs two 1-d sequences of one length, got {x.shape}, {y.shape}")
-    if len(x) < 2:
+    return x, y
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (``scipy.stats.spearmanr``; ties: average ranks); NaN when
+    either side is constant or has fewer than two values."""
+    x, y = _check_pair(x, y)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    rx, ry = _ranks(x), _ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = math.sqrt(float((rx**2).sum() * (ry**2).sum()))
-    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(x, y).statistic)
 
 
 def permutation_pvalue(
     x: Sequence[float], y: Sequence[float], *, n_permutations: int = 5000, seed: int = 0
 ) -> float:
-    """Two-sided permutation p-value of :func:`spearman` (share of shuffles at least as extreme).
+    """Two-sided permutation p-value of :func:`spearman`: the share of orders of ``y`` whose
+    ``|rho|`` is at least the observed one (``scipy.stats.permutation_test``, pairings).
 
-    Counts the observed arrangement as one of the shuffles, so the value is never 0.
+    With more permutations than orders of ``y`` every order is tried (exact); otherwise
+    ``n_permutations`` random ones, counting the observed order as one of them, so the value is
+    never 0. NaN where :func:`spearman` is.
     """
-    observed = spearman(x, y)
-    if math.isnan(observed):
+    x, y = _check_pair(x, y)
+    if math.isnan(spearman(x, y)):
         return float("nan")
-    rng = np.random.default_rng(seed)
-    y = np.asarray(y, dtype=float)
-    extreme = sum(
-        abs(spearman(x, rng.permutation(y))) >= abs(observed) - 1e-12 for _ in range(n_permutations)
+    rx = stats.rankdata(x)
+    rx = rx - rx.mean()
+
+    def abs_rho(ry: np.ndarray, axis: int = -1) -> np.ndarray:
+        # Spearman's rho of x with each permuted order of y: Pearson's r of the ranks (the ranks
+        # of a permuted y are the permuted ranks of y, ties keeping their average rank).
+        ry = ry - ry.mean(axis=axis, keepdims=True)
+        r = (rx * ry).sum(axis=axis) / np.sqrt((rx**2).sum() * (ry**2).sum(axis=axis))
+        return np.abs(r)
+
+    result = stats.permutation_test(
+        (stats.rankdata(y),),
+        abs_rho,
+        permutation_type="pairings",
+        vectorized=True,
+        n_resamples=n_permutations,
+        alternative="greater",
+        random_state=np.random.default_rng(seed),
     )
-    return (extreme + 1) / (n_permutations + 1)
+    return float(result.pvalue)
 
 
 def width_order(layers: pd.DataFrame) -> pd.DataFrame:
@@ -363,3 +486,1007 @@ def finite_or_none(value) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------------------------
+# per-comparison scores: identity-bootstrap intervals and verdicts on the papers' claims
+# --------------------------------------------------------------------------------------------
+SCORES_KEYS = ("identities", "rows", "pairs", "scores")
+#: The claims of docs/PAPERS.md that :func:`judge_claims` judges.
+CLAIMS = {
+    "C1": "pruning 10-15% of SqueezeNet's filters slightly improves results",
+    "C2": "with 5-image templates SqueezeNet holds its performance up to 30-40% removed",
+    "C3": "with 1-image templates SqueezeNet degrades past about 15% of filters removed",
+    "C4": "fine-tuning recovers part of the loss",
+    "C5": "SqueezeNet loses 24% of its parameters (SqueezerFaceNet) at no appreciable loss",
+    "C6": "across the networks a large share of filters can go with minimal loss",
+    "C7": "the filters of the layers with the most output channels tend to be removed first",
+}
+VERDICTS = ("holds", "refuted", "inconclusive")
+
+
+@dataclass
+class RunScores:
+    """The score of every test pair at every history row of one pruning run (``scores/<run>.pt``).
+
+    ``rows``: one per history row (columns step, stage), in the history's order; ``pairs[block]``:
+    ``a``, ``b`` (codes into ``identities``) and ``genuine`` arrays; ``scores[block]``:
+    float64 ``[rows, pairs]``. Blocks are ``t1`` (1-image) and ``t5`` (5-image templates).
+    """
+
+    path: Path
+    identities: list[str]
+    rows: pd.DataFrame
+    pairs: dict[str, dict[str, np.ndarray]]
+    scores: dict[str, np.ndarray]
+
+    def row(self, step: int, stage: str) -> int:
+        """The position of the row of ``step`` and ``stage``; DataError when there is none."""
+        hit = np.flatnonzero((self.rows["step"] == step) & (self.rows["stage"] == stage))
+        if hit.size == 0:
+            raise DataError(f"{self.path} has no row for step {step}, stage {stage!r}")
+        return int(hit[0])
+
+
+def _scores_error(path: Path, what: str) -> DataError:
+    return DataError(
+        f"{path} {what}: rerun the prune stage that writes it (dvc repro -f prune@<run>)"
+    )
+
+
+def load_scores(path: str | os.PathLike) -> RunScores:
+    """Read ``scores/<run>.pt`` (``artifacts.load_torch``) into a :class:`RunScores`, checked:
+    a missing or malformed file raises DataError naming it and saying to rerun the prune stage."""
+    path = Path(path)
+    if not path.is_file():
+        raise _scores_error(path, "(the per-pair scores of a pruning run) is missing")
+    raw = load_torch(path, remedy="the prune stage that writes it (dvc repro -f prune@<run>)")
+    if not isinstance(raw, Mapping) or any(k not in raw for k in SCORES_KEYS):
+        raise _scores_error(path, f"is not a dict with the keys {list(SCORES_KEYS)}")
+    try:
+        rows = pd.DataFrame(
+            [{"step": int(r["step"]), "stage": str(r["stage"])} for r in raw["rows"]]
+        )
+        pairs = {
+            block: {k: np.asarray(p[k]) for k in ("a", "b", "genuine")}
+            for block, p in raw["pairs"].items()
+        }
+        scores = {block: np.asarray(s, dtype=np.float64) for block, s in raw["scores"].items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _scores_error(path, f"is malformed ({type(exc).__name__}: {exc})") from exc
+    for block, s in scores.items():
+        p = pairs.get(block)
+        if p is None or s.ndim != 2 or s.shape != (len(rows), len(p["genuine"])):
+            raise _scores_error(
+                path, f"has scores[{block!r}] of shape {s.shape}, not [rows, pairs]"
+            )
+        if any(p[k].shape != p["genuine"].shape for k in ("a", "b")):
+            raise _scores_error(path, f"has pairs[{block!r}] a, b, genuine of unequal lengths")
+        p["genuine"] = p["genuine"].astype(bool)
+    return RunScores(path, [str(i) for i in raw["identities"]], rows, pairs, scores)
+
+
+def check_scores(run: PruneRun, run_scores: RunScores) -> None:
+    """DataError unless ``run_scores`` has one row per history row of ``run``, in its order."""
+    mine = run_scores.rows[["step", "stage"]].reset_index(drop=True)
+    theirs = run.history[["step", "stage"]].reset_index(drop=True).astype({"step": int})
+    if len(mine) != len(theirs) or not mine.equals(theirs.astype({"stage": str})):
+        raise _scores_error(
+            run_scores.path, f"does not match the rows of {run.key}{HISTORY_SUFFIX}"
+        )
+
+
+def _metric_values(
+    run_scores: RunScores, row: int, metric: str, counts: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """``metric`` (``"t1/eer"``, ``"t1/tar@far=0.01"``, ...) at ``row``: the estimate on all pairs
+    (equal to :mod:`verification`'s) and its identity-bootstrap replicates over ``counts``."""
+    block, _, name = metric.partition("/")
+    if block not in run_scores.scores:
+        raise DataError(f"{run_scores.path} has no scores for block {block!r} (metric {metric!r})")
+    s, pairs = run_scores.scores[block][row], run_scores.pairs[block]
+    fn = st.metric_function(name)
+    estimate = float(fn(s, pairs["genuine"], np.ones((1, s.size)))[0])
+    return estimate, st.bootstrap_metric(s, pairs, counts, fn)
+
+
+def point_intervals(
+    run_scores: RunScores, counts: np.ndarray, fars: Sequence[float] = (0.01,), level: float = 0.95
+) -> pd.DataFrame:
+    """For every row: EER (``t1``, and ``t5`` when present) and TAR at each of ``fars`` (``t1``)
+    with its identity-bootstrap percentile interval; columns step, stage, metric, estimate,
+    low, high (one line per row and metric)."""
+    metrics = [f"{b}/eer" for b in ("t1", "t5") if b in run_scores.scores]
+    metrics += [f"t1/{verification.far_key(f)}" for f in fars if "t1" in run_scores.scores]
+    out = []
+    for r, (step, stage) in enumerate(run_scores.rows[["step", "stage"]].itertuples(index=False)):
+        for metric in metrics:
+            estimate, reps = _metric_values(run_scores, r, metric, counts)
+            low, high = st.percentile_interval(reps, level)
+            out.append((int(step), stage, metric, estimate, low, high))
+    return pd.DataFrame(out, columns=["step", "stage", "metric", "estimate", "low", "high"])
+
+
+def _check_same_pairs(x: RunScores, y: RunScores, block: str) -> None:
+    px, py = x.pairs.get(block), y.pairs.get(block)
+    same = x.identities == y.identities and px is not None and py is not None
+    if not (same and all(np.array_equal(px[k], py[k]) for k in ("a", "b", "genuine"))):
+        raise DataError(
+            f"{x.path} and {y.path} do not hold the same {block} pairs (test images): paired "
+            "comparisons need runs of the same prepared data; rerun the older prune stage"
+        )
+
+
+def paired_difference_at(
+    run_a_scores: RunScores,
+    row_a: tuple[int, str],
+    run_b_scores: RunScores,
+    row_b: tuple[int, str],
+    counts: np.ndarray,
+    metric: str,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """``metric`` at row ``row_a`` = (step, stage) of run a minus at ``row_b`` of run b, on the
+    same identity resamples: ``{estimate, low, high}`` (the percentile interval)."""
+    _check_same_pairs(run_a_scores, run_b_scores, metric.partition("/")[0])
+    ea, ra = _metric_values(run_a_scores, run_a_scores.row(*row_a), metric, counts)
+    eb, rb = _metric_values(run_b_scores, run_b_scores.row(*row_b), metric, counts)
+    return st.paired_difference(ra, rb, estimate=ea - eb, level=level).as_dict()
+
+
+def verdict(estimate: float, low: float, high: float, *, threshold: float, direction: str) -> str:
+    """``"holds"`` when the interval lies entirely on the claim's side of ``threshold`` (strictly
+    below it for ``direction="below"``, strictly above for ``"above"``), ``"refuted"`` when it
+    lies entirely on the other side, ``"inconclusive"`` when it touches or straddles it (or is
+    NaN). ``estimate`` is not used: only the interval decides."""
+    if direction not in ("below", "above"):
+        raise DataError(f"direction must be 'below' or 'above', not {direction!r}")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    below, above = high < threshold, low > threshold
+    if direction == "below":
+        return "holds" if below else "refuted" if above else "inconclusive"
+    return "holds" if above else "refuted" if below else "inconclusive"
+
+
+@dataclass
+class _Judge:
+    """What every claim needs: the runs, their scores, the resamples and the tolerance."""
+
+    runs: Mapping[str, PruneRun]
+    scores: Mapping[str, RunScores]
+    counts: np.ndarray
+    tolerance: float
+    level: float = 0.95
+
+    def values(self, key: str, row: tuple[int, str], metric: str) -> tuple[float, np.ndarray]:
+        rs = self.scores[key]
+        return _metric_values(rs, rs.row(*row), metric, self.counts)
+
+    def diff(self, a: tuple[str, tuple[int, str]], b: tuple[str, tuple[int, str]], metric: str):
+        _check_same_pairs(self.scores[a[0]], self.scores[b[0]], metric.partition("/")[0])
+        (ea, ra), (eb, rb) = self.values(*a, metric), self.values(*b, metric)
+        return st.paired_difference(ra, rb, estimate=ea - eb, level=self.level)
+
+
+def _entry(
+    cid: str, metric: str, iv: st.Interval, threshold: float, direction: str, detail: str
+) -> dict:
+    """One verdict line; ``cid`` like ``"C6/resnet50"`` takes its claim text from ``C6``."""
+    return {
+        "id": cid,
+        "claim": CLAIMS[cid.split("/")[0]],
+        "metric": metric,
+        "estimate": iv.estimate,
+        "low": iv.low,
+        "high": iv.high,
+        "threshold": threshold,
+        "verdict": verdict(iv.estimate, iv.low, iv.high, threshold=threshold, direction=direction),
+        "detail": detail,
+    }
+
+
+def _unjudged(cid: str, metric: str, threshold: float, reason: str) -> dict:
+    nan = st.Interval(float("nan"), float("nan"), float("nan"))
+    return _entry(cid, metric, nan, threshold, "below", reason)
+
+
+def _combine(cid: str, entries: Sequence[dict], threshold: float, what: str) -> dict:
+    """All-networks verdict: holds if it holds for every entry, refuted if refuted for any,
+    else inconclusive; the numbers are those of the entry with the largest upper end."""
+    if not entries:
+        return _unjudged(cid, "", threshold, f"no run to judge ({what})")
+    verdicts = [e["verdict"] for e in entries]
+    overall = (
+        "refuted"
+        if "refuted" in verdicts
+        else "holds"
+        if all(v == "holds" for v in verdicts)
+        else "inconclusive"
+    )
+    worst = max(entries, key=lambda e: e["high"] if math.isfinite(e["high"]) else math.inf)
+    names = ", ".join(f"{e['id']}: {e['verdict']}" for e in entries)
+    return {
+        **worst,
+        "id": cid,
+        "claim": CLAIMS[cid],
+        "verdict": overall,
+        "detail": f"{what}; numbers of {worst['id']}; {names}",
+    }
+
+
+def _closest_row(history: pd.DataFrame, pct: float, stage: str = "pruned") -> pd.Series | None:
+    rows = history[history["stage"] == stage]
+    if rows.empty:
+        return None
+    return rows.loc[(rows["filters_removed_pct"] - pct).abs().idxmin()]
+
+
+ORIGINAL = (0, "original")
+
+
+def _claim_at_share(
+    j: _Judge, cid: str, key: str | None, pct: float, metric: str, threshold: float, direction: str
+) -> dict:
+    """C1-C3: ``metric`` at the pruned row closest to ``pct``% removed minus the original."""
+    if key is None or key not in j.scores:
+        return _unjudged(cid, metric, threshold, "no SqueezeNet main run with scores")
+    row = _closest_row(j.runs[key].history, pct)
+    if row is None:
+        return _unjudged(cid, metric, threshold, f"{key} has no pruned row")
+    at = (int(row["step"]), "pruned")
+    iv = j.diff((key, at), (key, ORIGINAL), metric)
+    detail = (
+        f"{key} step {at[0]} ({row['filters_removed_pct']:.1f}% filters removed, target "
+        f"{pct:g}%) minus original"
+    )
+    return _entry(cid, f"{metric} change", iv, threshold, direction, detail)
+
+
+def _claim_c1_control(j: _Judge, key: str | None, control: str | None) -> list[dict]:
+    """C1 against the equally trained control at the same step (pruned vs nothing removed)."""
+    metric = "t1/eer"
+    if key is None or control is None or key not in j.scores or control not in j.scores:
+        return []
+    row = _closest_row(j.runs[key].history, 12.5)
+    if row is None:
+        return []
+    step = int(row["step"])
+    rows = j.scores[control].rows
+    stages = rows.loc[rows["step"] == step, "stage"].tolist()
+    if not stages:
+        return [_unjudged("C1/control", metric, 0.0, f"{control} has no row at step {step}")]
+    stage = "pruned" if "pruned" in stages else stages[0]
+    iv = j.diff((key, (step, "pruned")), (control, (step, stage)), metric)
+    detail = f"{key} step {step} minus control {control} step {step} ({stage}), equally trained"
+    return [_entry("C1/control", f"{metric} change", iv, 0.0, "below", detail)]
+
+
+def _claim_c4(j: _Judge, main: Mapping[str, str], metric: str = "t1/eer") -> dict:
+    """C4: per network, mean over steps of EER(pruned) - EER(finetuned) > 0; then combined."""
+    entries = []
+    for arch, key in main.items():
+        if key not in j.scores:
+            continue
+        rows = j.scores[key].rows
+        steps = sorted(
+            set(rows.loc[rows.stage == "pruned", "step"])
+            & set(rows.loc[rows.stage == "finetuned", "step"])
+        )
+        if not steps:
+            entries.append(_unjudged(f"C4/{arch}", metric, 0.0, f"{key}: no fine-tuned step"))
+            continue
+        est, reps = 0.0, 0.0
+        for s in steps:
+            (ep, rp), (ef, rf) = (
+                j.values(key, (s, "pruned"), metric),
+                j.values(key, (s, "finetuned"), metric),
+            )
+            est, reps = est + (ep - ef) / len(steps), reps + (rp - rf) / len(steps)
+        low, high = st.percentile_interval(reps, j.level)
+        detail = f"{key}: mean over {len(steps)} steps of pruned minus fine-tuned"
+        entries.append(
+            _entry(f"C4/{arch}", metric, st.Interval(est, low, high), 0.0, "above", detail)
+        )
+    return [*entries, _combine("C4", entries, 0.0, "every network's fine-tuning must recover")]
+
+
+def _claim_c5(
+    j: _Judge,
+    key: str | None,
+    metric: str = "t1/eer",
+    reduction: float = 0.24,
+    stages: Sequence[str] = ("pruned", "finetuned", "final"),
+) -> dict:
+    """C5: the largest-removal row whose EER change interval stays below +tolerance must have at
+    least ``reduction`` fewer parameters than the original (see :func:`judge_claims`)."""
+    tol = j.tolerance
+    if key is None or key not in j.scores:
+        return _unjudged("C5", metric, tol, "no SqueezeNet main run with scores")
+    hist = j.runs[key].history
+    p0 = float(hist.loc[hist.stage == "original", "params"].iloc[0])
+    lines = []
+    for _, row in _chain(hist, stages).iterrows():
+        at = (int(row["step"]), str(row["stage"]))
+        lines.append((1 - row["params"] / p0, at, j.diff((key, at), (key, ORIGINAL), metric)))
+    if not lines:
+        return _unjudged("C5", metric, tol, f"{key} has no {list(stages)} rows")
+    ok = [x for x in lines if x[2].high < tol]
+    big = [x for x in lines if x[0] >= reduction]
+    if ok and max(ok, key=lambda x: x[0])[0] >= reduction:
+        red, at, iv = max(ok, key=lambda x: x[0])
+        v = "holds"
+    elif big and all(x[2].low > tol for x in big):
+        red, at, iv = min(big, key=lambda x: x[0])
+        v = "refuted"
+    else:
+        red, at, iv = max(ok, key=lambda x: x[0]) if ok else min(lines, key=lambda x: x[2].estimate)
+        v = "inconclusive"
+    entry = _entry("C5", f"{metric} change", iv, tol, "below", "")
+    entry["verdict"] = v
+    entry["detail"] = (
+        f"{key} step {at[0]} ({at[1]}): {100 * red:.1f}% fewer parameters (claim: "
+        f"{100 * reduction:.0f}%); {len(ok)} rows within tolerance, {len(big)} rows at >= "
+        f"{100 * reduction:.0f}% fewer parameters"
+    )
+    return entry
+
+
+def _claim_c6(j: _Judge, main: Mapping[str, str], metric: str = "t1/eer", share: float = 50.0):
+    """C6: at each network's final row (>= ``share``% removed), EER change below +tolerance."""
+    entries = []
+    for arch, key in main.items():
+        if key not in j.scores:
+            continue
+        hist = j.runs[key].history
+        final = hist[hist.stage == "final"]
+        row = (final if len(final) else hist).iloc[-1]
+        at, pct = (int(row["step"]), str(row["stage"])), float(row["filters_removed_pct"])
+        iv = j.diff((key, at), (key, ORIGINAL), metric)
+        entry = _entry(
+            f"C6/{arch}",
+            f"{metric} change",
+            iv,
+            j.tolerance,
+            "below",
+            f"{key} step {at[0]} ({at[1]}, {pct:.1f}% filters removed) minus original",
+        )
+        if pct < share:
+            entry["verdict"] = "inconclusive"
+            entry["detail"] += f"; fewer than {share:g}% removed: not a large share"
+        entries.append(entry)
+    return [*entries, _combine("C6", entries, j.tolerance, "must hold for every network")]
+
+
+def width_null_position(
+    layers: pd.DataFrame, *, min_channels: int = 1, n: int = 10000, seed: int = 0
+) -> dict[str, float]:
+    """Observed Spearman rho (width vs share removed, :func:`width_order`) of a layer table and
+    its place in :func:`statistics.width_null` for the same number of channels removed:
+    ``{rho, p, low, high, median, removed}`` (low/high: the null's 2.5% and 97.5% quantiles)."""
+    table = width_order(layers)
+    last = layers[sorted(layers.columns)].iloc[:, -1].to_numpy()
+    removed = int(round(float((table["width"].to_numpy() - last).sum())))
+    rho = spearman(table["width"], table["removed_share"])
+    null = st.width_null(
+        table["width"].to_numpy(), removed, min_channels=min_channels, n=n, seed=seed
+    )
+    return {**st.null_position(rho, null), "removed": removed}
+
+
+def _claim_c7(
+    j: _Judge, main: Mapping[str, str], *, min_channels: int, n_null: int, seed: int
+) -> list[dict]:
+    """C7 for every run with a layer table (controls left out), then combined over main runs."""
+    entries = {}
+    for key, run in j.runs.items():
+        metric = "spearman rho (width, share removed) vs random-removal null [2.5%, 97.5%]"
+        if run.criterion == CONTROL_CRITERION or run.layers is None:
+            continue
+        m = int(run.summary.get("min_channels", min_channels))
+        pos = width_null_position(run.layers, min_channels=m, n=n_null, seed=seed)
+        iv = st.Interval(pos["rho"], pos["rho"], pos["rho"])
+        entry = _entry(f"C7/{key}", metric, iv, pos["high"], "above", "")
+        entry["verdict"] = (
+            "holds"
+            if pos["rho"] > pos["high"]
+            else "refuted"
+            if pos["rho"] < pos["low"]
+            else "inconclusive"
+        )  # NaN rho (nothing removed) compares False both ways: inconclusive
+        entry.update(low=pos["low"], high=pos["high"])
+        entry["detail"] = (
+            f"{run.criterion}: rho {pos['rho']:.3f}, null median {pos['median']:.3f}, "
+            f"two-sided p {pos['p']:.4f}, {pos['removed']} channels removed"
+        )
+        entries[key] = entry
+    mains = [entries[k] for k in main.values() if k in entries]
+    return [*entries.values(), _combine("C7", mains, float("nan"), "over the main runs")]
+
+
+def control_runs(runs: Mapping[str, PruneRun]) -> dict[str, str]:
+    """The no-pruning control run per architecture (criterion ``none``), ``{arch: run name}``."""
+    return {r.arch: k for k, r in sorted(runs.items()) if r.criterion == CONTROL_CRITERION}
+
+
+def judge_claims(
+    runs: Mapping[str, PruneRun],
+    scores: Mapping[str, RunScores],
+    *,
+    tolerance: float,
+    counts: np.ndarray,
+    controls: Mapping[str, str] | None = None,
+    main: Mapping[str, str] | None = None,
+    squeezenet: str = "squeezenet",
+    min_channels: int = 1,
+    n_null: int = 10000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> list[dict]:
+    """Verdicts on the claims C1-C7 of docs/PAPERS.md, one dict per line: ``id``, ``claim``,
+    ``metric``, ``estimate``, ``low``, ``high`` (the ``level`` identity-bootstrap percentile
+    interval over ``counts``, paired: both sides of a difference on the same resamples),
+    ``threshold``, ``verdict`` (:func:`verdict`), ``detail``. Sub-lines (``C4/<arch>``,
+    ``C6/<arch>``, ``C7/<run>``, ``C1/control``) come before their combined line.
+
+    ``main`` defaults to :func:`main_runs`, ``controls`` to :func:`control_runs`; runs without
+    scores are left out (a claim whose run is missing is ``inconclusive``). ``tolerance`` is
+    the EER increase still counted as "no appreciable loss".
+    """
+    main = dict(main_runs(runs) if main is None else main)
+    controls = control_runs(runs) if controls is None else controls
+    for key, rs in scores.items():
+        if key in runs:
+            check_scores(runs[key], rs)
+    j = _Judge(runs, scores, counts, tolerance, level)
+    sq = main.get(squeezenet)
+    tol = tolerance
+    return [
+        _claim_at_share(j, "C1", sq, 12.5, "t1/eer", 0.0, "below"),
+        *_claim_c1_control(j, sq, controls.get(squeezenet)),
+        _claim_at_share(j, "C2", sq, 35.0, "t5/eer", tol, "below"),
+        _claim_at_share(j, "C3", sq, 30.0, "t1/eer", tol, "above"),
+        *_claim_c4(j, main),
+        _claim_c5(j, sq),
+        *_claim_c6(j, main),
+        *_claim_c7(j, main, min_channels=min_channels, n_null=n_null, seed=seed),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# the analysis' summary: metrics/analysis.json (compact) and its CSV tables
+# --------------------------------------------------------------------------------------------
+#: Version of the layout :func:`summarize` writes; ``readme`` and its test read it.
+SCHEMA = 2
+#: The metrics every interval table holds (when measured), in display order.
+INTERVAL_METRICS = ("t1/eer", "t5/eer", "t1/tar@far=0.01")
+#: Short, dvc-friendly names of :data:`INTERVAL_METRICS` (keys with no "/", "@", "=").
+METRIC_KEYS = {"t1/eer": "t1_eer", "t5/eer": "t5_eer", "t1/tar@far=0.01": "t1_tar_far1"}
+
+
+@dataclass
+class Summary:
+    """What :func:`summarize` computes: ``compact`` (for ``metrics/analysis.json``, at most
+    about 50 numbers that ``dvc metrics show`` lists; intervals are ``[low, high]`` lists, which
+    it leaves out) and ``tables`` (one pandas table per CSV under ``metrics/analysis/``)."""
+
+    compact: dict
+    tables: dict[str, pd.DataFrame]
+
+
+def counts_for(scores: Mapping[str, RunScores], n_resamples: int = 1000, seed: int = 0):
+    """The identity resamples every interval uses: :func:`statistics.identity_bootstrap` over the
+    test identities of ``scores`` (all runs share one test set; DataError when they do not)."""
+    ids = {tuple(rs.identities) for rs in scores.values()}
+    if len(ids) != 1:
+        raise DataError(
+            f"the score files hold {len(ids)} different sets of test identities (need exactly "
+            "one): rerun the prune stages of one prepared data set"
+        )
+    return st.identity_bootstrap(len(next(iter(ids))), n_resamples, seed)
+
+
+def _final_row(history: pd.DataFrame) -> pd.Series:
+    """The last ``final`` row, else the last row (a run without a final fine-tuning)."""
+    final = history[history["stage"] == "final"]
+    return (final if len(final) else history).iloc[-1]
+
+
+def _ci(low, high) -> list | None:
+    low, high = finite_or_none(low), finite_or_none(high)
+    return None if low is None or high is None else [low, high]
+
+
+class _Replicates:
+    """Estimates and bootstrap replicates of (run, row, metric), each computed once."""
+
+    def __init__(self, scores: Mapping[str, RunScores], counts: np.ndarray) -> None:
+        self.scores, self.counts, self._cache = scores, counts, {}
+
+    def has(self, key: str, metric: str) -> bool:
+        return key in self.scores and metric.partition("/")[0] in self.scores[key].scores
+
+    def get(self, key: str, row: tuple[int, str], metric: str) -> tuple[float, np.ndarray]:
+        k = (key, row, metric)
+        if k not in self._cache:
+            rs = self.scores[key]
+            self._cache[k] = _metric_values(rs, rs.row(*row), metric, self.counts)
+        return self._cache[k]
+
+    def interval(self, key: str, row: tuple[int, str], metric: str, level: float) -> st.Interval:
+        estimate, reps = self.get(key, row, metric)
+        return st.Interval(estimate, *st.percentile_interval(reps, level))
+
+    def diff(self, a, b, metric: str, level: float) -> st.Interval:
+        _check_same_pairs(self.scores[a[0]], self.scores[b[0]], metric.partition("/")[0])
+        (ea, ra), (eb, rb) = self.get(*a, metric), self.get(*b, metric)
+        return st.paired_difference(ra, rb, estimate=ea - eb, level=level)
+
+
+def interval_table(
+    runs: Mapping[str, PruneRun],
+    scores: Mapping[str, RunScores],
+    counts: np.ndarray,
+    *,
+    metrics: Sequence[str] = INTERVAL_METRICS,
+    level: float = 0.95,
+    _reps: _Replicates | None = None,
+) -> pd.DataFrame:
+    """Every history row of every run with scores, one line per metric: run, arch, criterion,
+    variant, step, stage, filters_removed_pct, params, macs, descriptor_size, metric, estimate,
+    low, high (the identity-bootstrap interval; the estimate equals the history's value)."""
+    reps = _reps or _Replicates(scores, counts)
+    size_cols = ["filters_removed_pct", "params", "macs", "descriptor_size"]
+    out = []
+    for key, run in runs.items():
+        if key not in scores:
+            continue
+        check_scores(run, scores[key])
+        for _, row in run.history.iterrows():
+            at = (int(row["step"]), str(row["stage"]))
+            sizes = {c: row.get(c, np.nan) for c in size_cols}
+            for metric in metrics:
+                if not reps.has(key, metric):
+                    continue
+                iv = reps.interval(key, at, metric, level)
+                out.append(
+                    {
+                        "run": key,
+                        "arch": run.arch,
+                        "criterion": run.criterion,
+                        "variant": run.variant,
+                        "step": at[0],
+                        "stage": at[1],
+                        **sizes,
+                        "metric": metric,
+                        **iv.as_dict(),
+                    }
+                )
+    return pd.DataFrame(out)
+
+
+def _same_step_row(run_scores: RunScores, step: int, stage: str) -> tuple[int, str] | None:
+    """The control's row at ``step``: the same stage where it has one, else its first row."""
+    rows = run_scores.rows
+    stages = rows.loc[rows["step"] == step, "stage"].tolist()
+    if not stages:
+        return None
+    return step, stage if stage in stages else stages[0]
+
+
+def _network_entry(
+    arch: str,
+    run: PruneRun,
+    control: str | None,
+    reps: _Replicates,
+    tolerance: float,
+    level: float,
+    trained: pd.DataFrame | None,
+) -> tuple[dict, list[dict]]:
+    """The compact per-network entry and its long rows (networks.csv)."""
+    h = run.history
+    original, final = h.iloc[0], _final_row(h)
+    at_final = (int(final["step"]), str(final["stage"]))
+    entry: dict = {"run": run.key, "control": control}
+    rows = []
+    if trained is not None and arch in trained.index:
+        t = trained.loc[arch]
+        entry["converged"] = (
+            None if "converged" not in t or pd.isna(t["converged"]) else bool(t["converged"])
+        )
+    entry["filters_removed_pct"] = finite_or_none(final["filters_removed_pct"])
+    for col, name in (("params", "params"), ("macs", "macs"), ("descriptor_size", "descriptor")):
+        if col in h:
+            pair = [finite_or_none(original[col]), finite_or_none(final[col])]
+            entry[name] = [None if v is None else int(round(v)) for v in pair]
+    for metric in INTERVAL_METRICS:
+        if metric not in h:
+            continue
+        name, item = METRIC_KEYS[metric], {}
+        for label, at, row in (("original", ORIGINAL, original), ("final", at_final, final)):
+            if reps.has(run.key, metric):
+                iv = reps.interval(run.key, at, metric, level)
+            else:
+                iv = st.Interval(float(row[metric]), float("nan"), float("nan"))
+            item[label] = finite_or_none(iv.estimate)
+            item[f"{label}_ci"] = _ci(iv.low, iv.high)
+            rows.append({"arch": arch, "metric": metric, "row": label, **iv.as_dict()})
+        cat = _same_step_row(reps.scores[control], *at_final) if control in reps.scores else None
+        if cat is not None and reps.has(run.key, metric):
+            iv = reps.diff((run.key, at_final), (control, cat), metric, level)
+            item["vs_control"], item["vs_control_ci"] = (
+                finite_or_none(iv.estimate),
+                _ci(iv.low, iv.high),
+            )
+            rows.append(
+                {"arch": arch, "metric": metric, "row": "final_minus_control", **iv.as_dict()}
+            )
+        entry[name] = item
+    if "t1/eer" in h:
+        entry["holds_to_pct"] = largest_removal_within_tolerance(h, "t1/eer", tolerance)
+    for r in rows:
+        r.update(run=run.key, step=at_final[0], stage=at_final[1])
+    return entry, rows
+
+
+def criteria_comparison(
+    runs: Mapping[str, PruneRun],
+    reps: _Replicates,
+    *,
+    arch: str = "squeezenet",
+    metric: str = "t1/eer",
+    stage: str = "pruned",
+    reference: str = MAIN_CRITERION,
+    level: float = 0.95,
+) -> tuple[dict, pd.DataFrame]:
+    """The criteria on one network at matched shares of filters removed.
+
+    The shares are the ``reference`` run's ``stage`` steps up to the smallest largest share of
+    all runs; every run's ``metric`` (and each of its bootstrap replicates) is interpolated
+    linearly there (:func:`interpolate_at`), then averaged. Returns ``({variant: {mean, diff,
+    diff_ci}}, table)``: ``diff`` is the variant's mean minus the reference's, paired on the same
+    identity resamples; the table has one line per variant and matched share (estimate, low,
+    high) plus ``share = "mean"`` lines. Variants without scores get the mean only.
+    """
+    mine = {r.variant: r for r in runs.values() if r.arch == arch and r.criterion != "none"}
+    ref_run = next(
+        (r for r in mine.values() if r.criterion == reference and r.normalize_scores), None
+    )
+    if len(mine) < 2 or ref_run is None:
+        return {}, pd.DataFrame()
+    top = min(r.history["filters_removed_pct"].max() for r in mine.values())
+    h = ref_run.history
+    grid = np.array(
+        sorted(
+            p for p in h.loc[h["stage"] == stage, "filters_removed_pct"].unique() if p <= top + 1e-6
+        )
+    )
+    if grid.size == 0:
+        return {}, pd.DataFrame()
+    curves, table = {}, []
+    for variant, run in sorted(mine.items()):
+        est = interpolate_at(run.history, metric, grid, stage=stage)
+        rep = None
+        if reps.has(run.key, metric):
+            rows = _chain(run.history, ["original", stage])
+            rows = rows.sort_values("filters_removed_pct", kind="mergesort")
+            xs = rows["filters_removed_pct"].to_numpy(float)
+            r = np.stack(
+                [
+                    reps.get(run.key, (int(s), str(g)), metric)[1]
+                    for s, g in zip(rows["step"], rows["stage"], strict=True)
+                ]
+            )  # [rows, B]
+            rep = np.stack([np.interp(grid, xs, r[:, b]) for b in range(r.shape[1])], axis=1)
+        curves[variant] = (est, rep)
+        for p, e, lh in zip(grid, est, rep if rep is not None else [None] * grid.size, strict=True):
+            low, high = st.percentile_interval(lh, level) if lh is not None else (np.nan, np.nan)
+            table.append(
+                {
+                    "variant": variant,
+                    "run": run.key,
+                    "share": f"{p:.4f}",
+                    "estimate": e,
+                    "low": low,
+                    "high": high,
+                }
+            )
+    ref_est, ref_rep = curves[ref_run.variant]
+    out = {}
+    for variant, (est, rep) in curves.items():
+        mean = float(np.mean(est))
+        item = {"run": mine[variant].key, "mean": finite_or_none(mean)}
+        mean_row = {"variant": variant, "run": mine[variant].key, "share": "mean", "estimate": mean}
+        if rep is not None:
+            mean_row.update(
+                zip(("low", "high"), st.percentile_interval(rep.mean(axis=0), level), strict=True)
+            )
+        table.append(mean_row)
+        if variant != ref_run.variant and rep is not None and ref_rep is not None:
+            _check_same_pairs(
+                reps.scores[mine[variant].key], reps.scores[ref_run.key], metric.partition("/")[0]
+            )
+            iv = st.paired_difference(
+                rep.mean(axis=0),
+                ref_rep.mean(axis=0),
+                estimate=mean - float(np.mean(ref_est)),
+                level=level,
+            )
+            item["diff"], item["diff_ci"] = finite_or_none(iv.estimate), _ci(iv.low, iv.high)
+            table.append(
+                {
+                    "variant": variant,
+                    "run": mine[variant].key,
+                    "share": f"mean minus {ref_run.variant}",
+                    **iv.as_dict(),
+                }
+            )
+        out[variant] = item
+    return {
+        "metric": metric,
+        "stage": stage,
+        "reference": ref_run.variant,
+        "shares": [float(p) for p in grid],
+        "variants": out,
+    }, pd.DataFrame(table)
+
+
+def squeezerfacenet_pick(
+    run: PruneRun,
+    reps: _Replicates,
+    tolerance: float,
+    *,
+    metric: str = "t1/eer",
+    level: float = 0.95,
+) -> dict | None:
+    """The SqueezerFaceNet selection: :func:`smallest_within_tolerance` over every stage of the
+    SqueezeNet run, with its EER interval and the share of parameters saved (None: none)."""
+    pick = smallest_within_tolerance(run.history, metric, tolerance)
+    if pick is None:
+        return None
+    at = (int(pick["step"]), str(pick["stage"]))
+    p0 = float(run.history["params"].iloc[0])
+    iv = (
+        reps.interval(run.key, at, metric, level)
+        if reps.has(run.key, metric)
+        else st.Interval(float(pick[metric]), float("nan"), float("nan"))
+    )
+    return {
+        "run": run.key,
+        "step": at[0],
+        "stage": at[1],
+        "metric": metric,
+        "params": int(pick["params"]),
+        "params_saved_pct": finite_or_none(100 * (1 - pick["params"] / p0)),
+        "filters_removed_pct": finite_or_none(pick["filters_removed_pct"]),
+        "eer": finite_or_none(iv.estimate),
+        "eer_ci": _ci(iv.low, iv.high),
+    }
+
+
+def _claims_compact(claims: Sequence[Mapping]) -> dict:
+    """The combined line of every claim (ids without "/"): verdict, estimate, interval, metric."""
+    return {
+        c["id"]: {
+            "verdict": c["verdict"],
+            "estimate": finite_or_none(c["estimate"]),
+            "ci": _ci(c["low"], c["high"]),
+            "metric": c["metric"],
+        }
+        for c in claims
+        if "/" not in c["id"]
+    }
+
+
+def layer_width_table(runs: Mapping[str, PruneRun]) -> pd.DataFrame:
+    """Channels left per layer group and step of every run with a layer table (long): run,
+    arch, variant, layer (position, input first), group, step, channels, width (at the start)."""
+    out = []
+    for key, run in runs.items():
+        if run.layers is None:
+            continue
+        t = run.layers[sorted(run.layers.columns)]
+        for i, (group, row) in enumerate(t.iterrows()):
+            for step, channels in row.items():
+                out.append(
+                    {
+                        "run": key,
+                        "arch": run.arch,
+                        "variant": run.variant,
+                        "layer": i,
+                        "group": group,
+                        "step": int(step),
+                        "channels": int(channels),
+                        "width": int(row.iloc[0]),
+                    }
+                )
+    return pd.DataFrame(out)
+
+
+def summarize(
+    runs: Mapping[str, PruneRun],
+    scores: Mapping[str, RunScores],
+    claims: Sequence[Mapping],
+    *,
+    tolerance: float,
+    counts: np.ndarray,
+    trained: pd.DataFrame | None = None,
+    main: Mapping[str, str] | None = None,
+    controls: Mapping[str, str] | None = None,
+    arch_order: Sequence[str] = ("squeezenet", "mobilenet_v2", "resnet50"),
+    squeezenet: str = "squeezenet",
+    level: float = 0.95,
+) -> Summary:
+    """Everything the analysis reports, from the loaded runs, their scores and ``claims``
+    (:func:`judge_claims`). ``compact`` (``metrics/analysis.json``, :data:`SCHEMA`)::
+
+        schema, eer_tolerance, level, main_runs {arch: run}
+        networks.<arch>: run, control, converged, filters_removed_pct, holds_to_pct,
+            params / macs / descriptor: [original, final],
+            t1_eer / t5_eer / t1_tar_far1: {original, original_ci, final, final_ci,
+                                            vs_control, vs_control_ci}
+        criteria: metric, stage, reference, shares,
+            variants.<variant>: {run, mean, diff, diff_ci}   (diff: minus the reference)
+        squeezerfacenet: run, step, stage, metric, params, params_saved_pct,
+            filters_removed_pct, eer, eer_ci
+        claims.<C1..C7>: verdict, estimate, ci, metric
+
+    ``*_ci`` are ``[low, high]`` (``level`` identity-bootstrap percentile intervals; None
+    without scores); ``vs_control`` is the final row minus the control at the same step, paired.
+    ``tables``: ``intervals`` (:func:`interval_table`), ``networks``, ``criteria``, ``claims``,
+    ``layers`` (:func:`layer_width_table`), and per network ``curves_<arch>`` (one row per step:
+    filters removed, then ``<metric>_<stage>`` and ``<metric>_control`` columns, for dvc plots).
+    """
+    main = dict(main_runs(runs, arch_order=arch_order) if main is None else main)
+    controls = control_runs(runs) if controls is None else controls
+    reps = _Replicates(scores, counts)
+    intervals = interval_table(runs, scores, counts, level=level, _reps=reps)
+    networks, net_rows = {}, []
+    for arch, key in main.items():
+        entry, rows = _network_entry(
+            arch, runs[key], controls.get(arch), reps, tolerance, level, trained
+        )
+        networks[arch], net_rows = entry, net_rows + rows
+    criteria, criteria_table = criteria_comparison(runs, reps, arch=squeezenet, level=level)
+    pick = (
+        squeezerfacenet_pick(runs[main[squeezenet]], reps, tolerance, level=level)
+        if squeezenet in main
+        else None
+    )
+    compact = {
+        "schema": SCHEMA,
+        "eer_tolerance": tolerance,
+        "level": level,
+        "main_runs": main,
+        "networks": networks,
+        "criteria": criteria or None,
+        "squeezerfacenet": pick,
+        "claims": _claims_compact(claims),
+    }
+    tables = {
+        "intervals": intervals,
+        "networks": pd.DataFrame(net_rows),
+        "criteria": criteria_table,
+        "claims": pd.DataFrame(list(claims)),
+        "layers": layer_width_table(runs),
+    }
+    for arch, key in main.items():
+        tables[f"curves_{arch}"] = curve_table(runs[key], runs.get(controls.get(arch, "")))
+    return Summary(compact, tables)
+
+
+def curve_table(run: PruneRun, control: PruneRun | None = None) -> pd.DataFrame:
+    """One row per step of ``run`` (the original as step 0): ``step``, ``filters_removed_pct``,
+    ``params``, ``macs`` and, per metric of :data:`INTERVAL_METRICS`, ``<key>_pruned`` and
+    ``<key>_finetuned`` (the original's value at step 0) and ``<key>_control`` (the control's
+    fine-tuned value at the same step, when a control is given): wide, for ``dvc plots``."""
+    h = run.history
+    steps = h[h["stage"].isin(["original", "pruned"])].sort_values("step")
+    out = steps[["step", "filters_removed_pct", "params", "macs"]].reset_index(drop=True)
+    for metric in [m for m in INTERVAL_METRICS if m in h]:
+        name = METRIC_KEYS[metric]
+        for stage in ("pruned", "finetuned"):
+            rows = h[h["stage"].isin(["original", stage])].drop_duplicates("step", keep="last")
+            out[f"{name}_{stage}"] = out["step"].map(rows.set_index("step")[metric]).to_numpy()
+        if control is not None and metric in control.history:
+            c = control.history
+            c = c[c["stage"].isin(["original", "finetuned"])].drop_duplicates("step", keep="last")
+            out[f"{name}_control"] = out["step"].map(c.set_index("step")[metric]).to_numpy()
+    return out
+
+
+def write_summary(summary: Summary, metrics_path: str | os.PathLike) -> list[Path]:
+    """Write ``summary.compact`` to ``metrics_path`` and every table to
+    ``<folder of metrics_path>/<its stem>/<name>.csv`` (``metrics/analysis.json`` ->
+    ``metrics/analysis/``), byte-deterministically; returns the paths written."""
+    path = Path(metrics_path)
+    write_json(path, summary.compact)
+    folder = path.parent / path.stem
+    written = [path]
+    for name, table in sorted(summary.tables.items()):
+        if table is None or table.empty:
+            continue
+        out = folder / f"{name}.csv"
+        write_csv(out, table, index=False, float_format="%.6g")
+        written.append(out)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# small tables and phrases of notebook 04
+# --------------------------------------------------------------------------------------------
+def fmt_interval(estimate, low=None, high=None, digits: int = 3, sign: bool = False) -> str:
+    """``"0.133 [0.110, 0.160]"`` (``low``/``high`` None or NaN: the estimate alone; ``"n/a"``
+    for a missing estimate); ``sign`` writes a leading + on positive numbers."""
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    if finite_or_none(estimate) is None:
+        return "n/a"
+    text = f.format(estimate)
+    if finite_or_none(low) is not None and finite_or_none(high) is not None:
+        text += f" [{f.format(low)}, {f.format(high)}]"
+    return text
+
+
+def check_histories(runs: Mapping[str, PruneRun]) -> None:
+    """DataError unless every run's history is sane: shares within 0-100%, one ``original`` row
+    first, parameters and MACs never growing along pruned or fine-tuned rows, and a layer table
+    (when there is one) with the history's steps and no layer growing."""
+    for key, r in runs.items():
+        h = r.history
+        problems = []
+        if not h["filters_removed_pct"].between(0, 100).all():
+            problems.append("a share of filters removed outside 0-100%")
+        if (h["stage"] == "original").sum() != 1 or h["stage"].iloc[0] != "original":
+            problems.append("not exactly one 'original' row, first")
+        for stage in ("pruned", "finetuned"):
+            chain = h[h["stage"].isin(["original", stage])].sort_values("step")
+            for col in ("params", "macs"):
+                if col in chain and (np.diff(chain[col]) > 0).any():
+                    problems.append(f"{col} grow along the {stage} rows")
+        if r.layers is not None:
+            if (r.layers.diff(axis=1).iloc[:, 1:] > 0).any().any():
+                problems.append("a layer group grows in the layer table")
+            if list(r.layers.columns) != sorted(h["step"].unique()):
+                problems.append("the layer table's steps differ from the history's")
+        if problems:
+            raise DataError(f"pruning run {key}: {'; '.join(problems)}: rerun its prune stage")
+
+
+def run_inventory(runs: Mapping[str, PruneRun], scores: Mapping[str, RunScores]) -> pd.DataFrame:
+    """One line per run: network, variant, steps, filters removed (%) and parameters at the end,
+    whether it has a layer table and pair scores."""
+    rows = []
+    for key, r in runs.items():
+        h = r.history
+        rows.append(
+            {
+                "run": key,
+                "network": r.arch,
+                "criterion": r.variant,
+                "steps": int(h["step"].max()),
+                "filters removed (%)": round(float(h["filters_removed_pct"].max()), 1),
+                "parameters": f"{int(h['params'].iloc[0]):,} -> {int(h['params'].iloc[-1]):,}",
+                "layer table": r.layers is not None,
+                "pair scores": key in scores,
+            }
+        )
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def baseline_table(
+    intervals: pd.DataFrame, main: Mapping[str, str], trained: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The unpruned network of every main run: each metric of ``intervals`` (the original row)
+    as "estimate [low, high]", plus epochs and convergence from ``trained`` when known."""
+    rows = []
+    for arch, key in main.items():
+        mine = intervals[(intervals["run"] == key) & (intervals["stage"] == "original")]
+        row = {"network": arch}
+        for _, m in mine.iterrows():
+            row[m["metric"]] = fmt_interval(m["estimate"], m["low"], m["high"])
+        if trained is not None and arch in trained.index:
+            t = trained.loc[arch]
+            row["epochs"] = t.get("epochs_run")
+            row["converged"] = t.get("converged", "not recorded")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("network") if rows else pd.DataFrame()

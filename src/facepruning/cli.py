@@ -4,9 +4,12 @@
 parameters taken from sections of params.yaml plus ``--set key=value`` overrides, and writes the
 executed copy atomically.
 
-``train`` and ``prune`` run the same stages without a notebook (:mod:`facepruning.stages`), with
-the same parameters from the same files; unknown names are rejected before anything runs. Under
-``torchrun`` they run data-parallel over the launched processes::
+``export`` writes a saved model as an ONNX embedding network (:mod:`facepruning.export`).
+
+``prepare``, ``train`` and ``prune`` run the same stages without a notebook
+(:mod:`facepruning.stages`), with the same parameters from the same files; unknown names and
+wrong types are rejected before anything runs (``--help`` lists every parameter, its type,
+default and meaning). Under ``torchrun`` train and prune run data-parallel::
 
     python -m facepruning train --params params.yaml --section train --set arch=resnet50
     torchrun --standalone --nproc_per_node=4 -m facepruning prune --params params-paper.yaml \\
@@ -16,15 +19,19 @@ the same parameters from the same files; unknown names are rejected before anyth
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 import yaml
 
+from . import parameters
 from .errors import FacePruningError, ParameterError
 from .project import load_params, run_notebook
 
 __all__ = ["main", "parse_assignments"]
+
+STAGE_COMMANDS = ("prepare", "train", "prune")
 
 
 def parse_assignments(items: Sequence[str]) -> dict:
@@ -34,35 +41,76 @@ def parse_assignments(items: Sequence[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ParameterError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            raise ParameterError(
+                f"--set {item!r}: the value is not valid YAML; quote text, e.g. {key}='...'"
+            ) from None
     return out
 
 
-def _run_notebook(args: argparse.Namespace) -> None:
-    params = load_params(args.params, args.section) if args.section else {}
-    params.update(parse_assignments(args.set))
-    run_notebook(args.notebook, args.output, parameters=params)
-
-
-def _stage_params(args: argparse.Namespace) -> dict:
-    params = load_params(args.params, args.section or [args.command])
+def _given(args: argparse.Namespace, sections: Sequence[str]) -> dict:
+    params = load_params(args.params, sections) if sections else {}
     params.update(parse_assignments(args.set))
     return params
 
 
-def _run_stage(args: argparse.Namespace) -> None:
-    from . import distributed, stages
+def _run_notebook(args: argparse.Namespace) -> None:
+    given = _given(args, args.section)
+    stage = args.stage or (args.section[-1] if args.section else None)
+    if stage in parameters.STAGES:  # refuse bad names and types before papermill starts
+        parameters.parse(stage, given)
+    run_notebook(args.notebook, args.output, parameters=given)
 
-    params = _stage_params(args)
-    accepted = stages.TRAIN_PARAMETERS if args.command == "train" else stages.PRUNE_PARAMETERS
-    stages.check_parameters(params, accepted, stage=args.command)  # before any process group
-    stage = stages.train_stage if args.command == "train" else stages.prune_stage
+
+def _run_stage(args: argparse.Namespace) -> None:
+    # validated before any process group or data loading
+    params = parameters.parse(args.command, _given(args, args.section or [args.command]))
+    # Only the stage asked for is imported: ``run-notebook`` never loads the stages' code.
+    stage = importlib.import_module(f"{__package__}.stages.{args.command}")
+    distributed = importlib.import_module(f"{__package__}.distributed")
     try:
-        run = stage(**params)
+        stage.run(params)
         if distributed.is_main():
-            print(f"facepruning {args.command}: wrote {run.params['model_path']}")
+            written = params.out_dir if args.command == "prepare" else params.model_path
+            print(f"facepruning {args.command}: wrote {written}")
     finally:
         distributed.shutdown()
+
+
+def _readme(args: argparse.Namespace) -> None:
+    from .readme import update_readme  # no analysis or plotting code
+
+    changed = update_readme(args.readme, args.metrics, check=args.check)
+    state = "updated" if changed else "up to date"
+    print(f"facepruning readme: {args.readme} {state} from {args.metrics}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    # imported by name, like the stages: the other commands never load torch.onnx
+    export = importlib.import_module(f"{__package__}.export")
+    meta = {} if args.threshold is None else {"eer_threshold": args.threshold}
+    written = export.export_onnx(args.model, args.output, meta=meta, opset=args.opset)
+    print(
+        f"facepruning export: wrote {args.output} ({written['arch']}, input "
+        f"[N, 3, {written['image_size']}, {written['image_size']}] 0..255 RGB, "
+        f"{written['descriptor_size']}-d unit descriptors)"
+    )
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser("export", help="write a saved model (.pt) as an ONNX embedding network")
+    ex.add_argument("model", help="a model file written by train or prune (.pt)")
+    ex.add_argument("output", help="the ONNX file to write")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="verification threshold to store (default: the model's eer_threshold, if any)",
+    )
+    ex.set_defaults(func=_export)
 
 
 def _add_param_options(parser: argparse.ArgumentParser, default_section: str) -> None:
@@ -80,21 +128,47 @@ def _add_param_options(parser: argparse.ArgumentParser, default_section: str) ->
     )
 
 
+_STAGE_HELP = {
+    "prepare": "prepare a data set (notebook 01's parameters)",
+    "train": "train a baseline (notebook 02's parameters; torchrun for several processes)",
+    "prune": "prune a baseline (notebook 03's parameters; torchrun for several processes)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facepruning", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     nb = sub.add_parser("run-notebook", help="execute a notebook with parameters (a DVC stage)")
     nb.add_argument("notebook")
     nb.add_argument("output")
+    nb.add_argument(
+        "--stage",
+        choices=list(parameters.STAGES),
+        help="the stage whose declared parameters to check (default: the last --section)",
+    )
     _add_param_options(nb, "none")
     nb.set_defaults(func=_run_notebook)
-    for name, text in (
-        ("train", "train a baseline (notebook 02's parameters; torchrun for several processes)"),
-        ("prune", "prune a baseline (notebook 03's parameters; torchrun for several processes)"),
-    ):
-        stage = sub.add_parser(name, help=text)
+    for name in STAGE_COMMANDS:
+        stage = sub.add_parser(
+            name,
+            help=_STAGE_HELP[name],
+            epilog="parameters (--set NAME=VALUE):\n" + parameters.describe(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _add_param_options(stage, name)
         stage.set_defaults(func=_run_stage)
+    _add_export(sub)
+    readme = sub.add_parser(
+        "readme", help="regenerate README.md's result blocks from metrics/analysis.json"
+    )
+    readme.add_argument("--readme", default="README.md", help="default README.md")
+    readme.add_argument(
+        "--metrics", default="metrics/analysis.json", help="default metrics/analysis.json"
+    )
+    readme.add_argument(
+        "--check", action="store_true", help="write nothing; fail when the README is out of date"
+    )
+    readme.set_defaults(func=_readme)
     return parser
 
 

@@ -1,6 +1,13 @@
 """Exceptions raised for bad input: each message names the problem and the fix."""
 
-__all__ = ["FacePruningError", "DataError", "ModelError", "PruningError", "ParameterError"]
+__all__ = [
+    "FacePruningError",
+    "DataError",
+    "ModelError",
+    "PruningError",
+    "ParameterError",
+    "ArtifactError",
+]
 
 
 class FacePruningError(Exception):
@@ -21,3 +28,7 @@ class PruningError(FacePruningError, ValueError):
 
 class ParameterError(FacePruningError, ValueError):
     """A parameter that is unknown or out of range."""
+
+
+class ArtifactError(FacePruningError, ValueError):
+    """A file this package wrote (images, checkpoint, model) is truncated or corrupt."""

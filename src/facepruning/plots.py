@@ -1,13 +1,16 @@
 """Figures of the notebooks: one function per kind of figure, each returning a matplotlib Figure.
 
 The functions take plain tables (pandas DataFrames of histories, arrays of scores) so that the
-notebooks decide what to show and this module only decides how it looks.
+notebooks decide what to show and this module only decides how it looks. :func:`save_figure`
+writes them byte for byte reproducibly (no version strings or dates in the file), so an
+unchanged figure leaves DVC outputs and git unchanged.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -33,17 +36,81 @@ __all__ = [
     "width_order_scatter",
     "tolerance_selection",
     "compare_curves",
+    "OKABE_ITO",
+    "METRIC_LABELS",
+    "interval_curves",
+    "criteria_curves",
+    "interval_forest",
+    "null_comparison",
+    "layer_bars",
+    "descriptor_sizes",
 ]
 
-sns.set_theme(context="notebook", style="whitegrid")
+#: Okabe & Ito's colour-blind-safe palette (black left out: it marks references).
+OKABE_ITO = [
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+]
+sns.set_theme(
+    context="notebook",
+    style="whitegrid",
+    palette=OKABE_ITO,
+    rc={"legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.titlesize": 11},
+)
 STAGE_STYLE = {"pruned": "-", "finetuned": "--", "original": ":", "final": "-."}
+STAGE_MARKER = {"pruned": "o", "finetuned": "s", "original": "o", "final": "*"}
 STAGE_LABEL = {"pruned": "pruned", "finetuned": "pruned + fine-tuned"}
+#: Colour of reference marks (original level, tolerance band, controls).
+REFERENCE = "#555555"
+#: Words for the metric keys of the histories.
+METRIC_LABELS = {
+    "t1/eer": "EER, 1-image templates",
+    "t5/eer": "EER, 5-image templates",
+    "t1/tar@far=0.01": "TAR at FAR = 1%, 1-image",
+    "val/acc": "identification accuracy",
+    "descriptor_size": "descriptor size",
+    "filters_removed_pct": "filters removed (%)",
+    "params": "parameters (millions)",
+    "macs": "MACs per image (millions)",
+}
+
+
+def _palette(keys: Sequence) -> dict:
+    """One Okabe-Ito colour per key, in order (cycling past seven)."""
+    return {k: OKABE_ITO[i % len(OKABE_ITO)] for i, k in enumerate(keys)}
+
+
+#: Metadata that would make the same figure differ between saves, matplotlib versions or
+#: machines (version strings, creation dates), blanked per format.
+_REPRODUCIBLE_METADATA: dict[str, dict[str, None]] = {
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None},
+    "svg": {"Creator": None, "Date": None},
+}
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike, *, dpi: int = 120) -> None:
-    """Save ``fig`` as PNG atomically (the parent folder is created)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    """Save ``fig`` atomically (the parent folder is created), byte for byte reproducibly.
+
+    The format follows the suffix (``.pdf``, ``.svg``; PNG for anything else). Version strings
+    and dates are left out of the file and SVG element ids come from a fixed salt, so the same
+    figure always gives the same bytes (what DVC and git see as "unchanged").
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    fmt = suffix if suffix in _REPRODUCIBLE_METADATA else "png"
+    with atomic_path(path) as tmp, plt.rc_context({"svg.hashsalt": "facepruning"}):
+        fig.savefig(
+            tmp,
+            dpi=dpi,
+            bbox_inches="tight",
+            format=fmt,
+            metadata=_REPRODUCIBLE_METADATA[fmt],
+        )
 
 
 def training_curves(history: pd.DataFrame, *, title: str = "") -> plt.Figure:
@@ -51,7 +118,7 @@ def training_curves(history: pd.DataFrame, *, title: str = "") -> plt.Figure:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     axes[0].plot(history["epoch"], history["train_loss"], label="train")
     axes[0].plot(history["epoch"], history["val_loss"], label="validation")
-    axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy (log scale)", title="loss", yscale="log")
     axes[1].plot(history["epoch"], history["train_acc"], label="train")
     axes[1].plot(history["epoch"], history["val_acc"], label="validation")
     axes[1].set(xlabel="epoch", ylabel="top-1", title="identification accuracy", ylim=(0, 1.02))
@@ -71,7 +138,8 @@ def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title="")
         far = np.asarray(far)
         keep = far > 0
         ax.plot(far[keep], np.asarray(tar)[keep], label=label)
-    ax.plot([1e-4, 1], [1e-4, 1], color="grey", lw=0.8, ls=":", label="chance")
+    chance = np.logspace(-4, 0, 200)  # TAR = FAR: a curve on the log FAR axis, not a segment
+    ax.plot(chance, chance, color="grey", lw=0.8, ls=":", label="chance")
     ax.set(
         xscale="log",
         xlim=(1e-3, 1),
@@ -116,7 +184,7 @@ def pruning_curves(
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
     groups = history.groupby(hue) if hue else [("", history)]
-    palette = dict(zip([g for g, _ in groups], sns.color_palette(n_colors=16), strict=False))
+    palette = _palette([g for g, _ in groups])
     for ax, metric in zip(axes[0], metrics, strict=True):
         for key, frame in groups:
             for stage in ("pruned", "finetuned"):
@@ -129,11 +197,12 @@ def pruning_curves(
                     rows[metric],
                     STAGE_STYLE[stage],
                     color=palette[key],
-                    marker="o",
-                    ms=3,
+                    marker=STAGE_MARKER[stage],
+                    ms=4,
                     label=label,
                 )
-        ax.set(xlabel=x.replace("_", " "), ylabel=metric, title=metric)
+        name = METRIC_LABELS.get(metric, metric)
+        ax.set(xlabel=METRIC_LABELS.get(x, x.replace("_", " ")), ylabel=name, title=name)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -155,7 +224,7 @@ def layer_heatmap(layers: pd.DataFrame, *, title: str = "") -> plt.Figure:
         yticklabels=len(fraction) <= 60,
     )
     ax.set(xlabel="pruning step", ylabel="layer group", title=title or "filters left per layer")
-    ax.tick_params(axis="y", labelsize=6)
+    ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     return fig
 
@@ -171,8 +240,8 @@ def _stage_lines(ax, frame: pd.DataFrame, x: str, metric: str, color, label: str
                 rows[metric],
                 STAGE_STYLE[stage],
                 color=color,
-                marker="o",
-                ms=3,
+                marker=STAGE_MARKER[stage],
+                ms=4,
                 label=f"{label} {STAGE_LABEL[stage]}".strip(),
             )
     final = frame[(frame["stage"] == "final") & frame[metric].notna()]
@@ -187,6 +256,59 @@ def _stage_lines(ax, frame: pd.DataFrame, x: str, metric: str, color, label: str
             mew=0.5,
             label=f"{label} final fine-tuning".strip(),
         )
+
+
+def _per_column(value, name: str, default):
+    """``value[name]`` when ``value`` maps x columns to settings, else ``value`` itself."""
+    return value.get(name, default) if isinstance(value, Mapping) else value
+
+
+def _x_label(xlabel: str | Mapping[str, str] | None, name: str) -> str:
+    if isinstance(xlabel, Mapping):
+        return xlabel.get(name, name.replace("_", " "))
+    return xlabel or name.replace("_", " ")
+
+
+def _grid_cell(
+    ax, frame: pd.DataFrame, metric: str, color, band: Mapping[str, float] | None
+) -> bool:
+    """One cell of :func:`metric_grid` (x in ``frame["_x"]``): the stage curves, the original
+    value dotted and the tolerance band; False (and a note) when ``metric`` was not measured."""
+    if metric not in frame or frame[metric].notna().sum() == 0:
+        ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+        return False
+    _stage_lines(ax, frame, "_x", metric, color)
+    original = frame[frame["stage"] == "original"]
+    if len(original) and pd.notna(original[metric].iloc[0]):
+        ref = float(original[metric].iloc[0])
+        ax.axhline(ref, color="grey", lw=0.8, ls=":")
+        if band and metric in band:
+            ax.axhspan(ref - band[metric], ref + band[metric], color="grey", alpha=0.15, lw=0)
+    return True
+
+
+def _grid_legend(fig: plt.Figure, axes: np.ndarray, n_cols: int, title: str) -> None:
+    """The shared line-style legend above :func:`metric_grid` (when anything was drawn), and the
+    title above that; lays the figure out first."""
+    drawn = any(ax.get_legend_handles_labels()[0] for ax in axes.flat)
+    fig.tight_layout()
+    if drawn:
+        line = {"color": "black", "ms": 4}
+        handles = [
+            plt.Line2D([], [], ls="-", marker="o", label="pruned", **line),
+            plt.Line2D([], [], ls="--", marker="s", label="pruned + fine-tuned", **line),
+            plt.Line2D([], [], color="black", ls="", marker="*", ms=10, label="final fine-tuning"),
+            plt.Line2D([], [], color="grey", ls=":", label="original network"),
+        ]
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=2 if n_cols == 1 else 4,
+            frameon=False,
+            bbox_to_anchor=(0.5, 1.0),
+        )
+    height = fig.get_size_inches()[1]
+    fig.suptitle(title, y=1.0 + (0.75 if drawn and n_cols == 1 else 0.4) / height, va="bottom")
 
 
 def metric_grid(
@@ -215,18 +337,9 @@ def metric_grid(
     if len(xs) != len(metrics):
         raise ValueError(f"{len(xs)} x columns for {len(metrics)} metrics")
     shared = len(set(xs)) == 1
-
-    def scale(name: str) -> float:
-        return x_scale.get(name, 1.0) if isinstance(x_scale, Mapping) else x_scale
-
-    def label(name: str) -> str:
-        if isinstance(xlabel, Mapping):
-            return xlabel.get(name, name.replace("_", " "))
-        return xlabel or name.replace("_", " ")
-
     keys = list(col_order) if col_order is not None else sorted(history[col].unique())
     labels = dict(metric_labels or {})
-    colors = dict(zip(keys, sns.color_palette(n_colors=max(3, len(keys))), strict=False))
+    colors = _palette(keys)
     fig, axes = plt.subplots(
         len(metrics),
         len(keys),
@@ -237,55 +350,20 @@ def metric_grid(
     )
     for j, key in enumerate(keys):
         frame = history[history[col] == key].copy()
-        original = frame[frame["stage"] == "original"]
         for i, metric in enumerate(metrics):
             ax = axes[i][j]
-            frame["_x"] = frame[xs[i]] / scale(xs[i])
-            if metric not in frame or frame[metric].notna().sum() == 0:
-                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+            frame["_x"] = frame[xs[i]] / _per_column(x_scale, xs[i], 1.0)
+            if not _grid_cell(ax, frame, metric, colors[key], band):
                 continue
-            _stage_lines(ax, frame, "_x", metric, colors[key])
-            if len(original) and pd.notna(original[metric].iloc[0]):
-                ref = float(original[metric].iloc[0])
-                ax.axhline(ref, color="grey", lw=0.8, ls=":")
-                if band and metric in band:
-                    ax.axhspan(
-                        ref - band[metric], ref + band[metric], color="grey", alpha=0.15, lw=0
-                    )
             if i == 0:
                 ax.set_title(str(key))
             if j == 0:
                 ax.set_ylabel(labels.get(metric, metric))
             if i == len(metrics) - 1 or not shared:
-                ax.set_xlabel(label(xs[i]))
+                ax.set_xlabel(_x_label(xlabel, xs[i]))
             if invert_x and (i == 0 or not shared):
                 ax.invert_xaxis()
-    handles, names = [], []
-    for ax in axes.flat:
-        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    if handles:
-        legend_handles = [
-            plt.Line2D([], [], color="black", ls="-", marker="o", ms=3, label="pruned"),
-            plt.Line2D(
-                [], [], color="black", ls="--", marker="o", ms=3, label="pruned + fine-tuned"
-            ),
-            plt.Line2D([], [], color="black", ls="", marker="*", ms=10, label="final fine-tuning"),
-            plt.Line2D([], [], color="grey", ls=":", label="original network"),
-        ]
-    fig.tight_layout()
-    if handles:
-        fig.legend(
-            handles=legend_handles,
-            loc="lower center",
-            ncol=2 if len(keys) == 1 else 4,
-            frameon=False,
-            bbox_to_anchor=(0.5, 1.0),
-        )
-    height = fig.get_size_inches()[1]
-    fig.suptitle(title, y=1.0 + (0.75 if handles and len(keys) == 1 else 0.4) / height, va="bottom")
+    _grid_legend(fig, axes, len(keys), title)
     return fig
 
 
@@ -297,7 +375,7 @@ def layer_heatmaps(layers: Mapping[str, pd.DataFrame], *, title: str = "") -> pl
     fig, axes = plt.subplots(
         1,
         n,
-        figsize=(4.8 * n + 1.2, max(3.5, 0.17 * rows + 1.4)),
+        figsize=(5.6 * n + 1.2, max(3.5, 0.2 * rows + 1.4)),
         squeeze=False,
         layout="constrained",
     )
@@ -310,7 +388,7 @@ def layer_heatmaps(layers: Mapping[str, pd.DataFrame], *, title: str = "") -> pl
         ]
         sns.heatmap(fraction, ax=ax, vmin=0, vmax=1, cmap="viridis", cbar=False, yticklabels=True)
         ax.set(xlabel="pruning step", ylabel="", title=f"{name} ({len(table)} groups)")
-        ax.tick_params(axis="y", labelsize=5.5)
+        ax.tick_params(axis="y", labelsize=8)
     axes[0][0].set_ylabel("layer group (width at the start), input at the top")
     fig.colorbar(
         axes[0][0].collections[0], ax=axes[0].tolist(), label="share of channels left", shrink=0.8
@@ -353,7 +431,7 @@ def width_order_scatter(
             ax.set_xticks(widths)
             ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%d"))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-            ax.tick_params(axis="x", labelsize=7, rotation=90 if len(widths) > 6 else 0)
+            ax.tick_params(axis="x", labelsize=8, rotation=90 if len(widths) > 6 else 0)
             ax.set_xlabel("group width at the start (channels)")
         top, bottom = axes[0][j], axes[1][j]
         top.set_ylabel("channels removed by the end (%)" if j == 0 else "")
@@ -374,7 +452,7 @@ def width_order_scatter(
             f"p = {s['p_first_step']:.2g}",
             fontsize=9,
         )
-        top.legend(fontsize=7, loc="upper left")
+        top.legend(fontsize=8, loc="upper left")
     fig.suptitle(title or "do the widest layers lose filters first?")
     fig.tight_layout()
     return fig
@@ -399,7 +477,7 @@ def tolerance_selection(
     frame = history.copy()
     frame["_x"] = frame[x] / x_scale
     for ax, metric in zip(axes[0], metrics, strict=True):
-        _stage_lines(ax, frame, "_x", metric, "C0")
+        _stage_lines(ax, frame, "_x", metric, OKABE_ITO[0])
         ref = float(frame.loc[frame["stage"] == "original", metric].iloc[0])
         ax.axhspan(
             ref - tolerance,
@@ -411,7 +489,7 @@ def tolerance_selection(
         )
         ax.axhline(ref, color="grey", lw=0.8, ls=":")
         for k, (label, value) in enumerate((references or {}).items()):
-            ax.axvline(value / x_scale, color=f"C{k + 1}", lw=1, ls="-.", label=label)
+            ax.axvline(value / x_scale, color=OKABE_ITO[k + 1], lw=1, ls="-.", label=label)
         row = selected.get(metric)
         if row is not None:
             ax.plot(
@@ -420,14 +498,14 @@ def tolerance_selection(
                 "o",
                 ms=14,
                 mfc="none",
-                mec="red",
+                mec=OKABE_ITO[3],
                 mew=2,
                 label=f"selected: {row['stage']}, step {int(row['step'])}",
             )
         ax.invert_xaxis()
         name = (metric_labels or {}).get(metric, metric)
         ax.set(xlabel=xlabel, ylabel=name, title=name)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -447,7 +525,7 @@ def compare_curves(
     """Runs overlaid by ``hue`` (e.g. criterion): one row per metric, one column per stage
     (pruned; pruned + fine-tuned, with the final fine-tuning as a star), shared axes."""
     keys = list(hue_order) if hue_order is not None else sorted(history[hue].unique())
-    colors = dict(zip(keys, sns.color_palette(n_colors=max(4, len(keys))), strict=False))
+    colors = _palette(keys)
     labels = dict(metric_labels or {})
     fig, axes = plt.subplots(
         len(metrics),
@@ -468,8 +546,8 @@ def compare_curves(
                     rows[x],
                     rows[metric],
                     STAGE_STYLE[stage],
-                    marker="o",
-                    ms=3,
+                    marker=STAGE_MARKER[stage],
+                    ms=4,
                     color=colors[key],
                     label=str(key),
                 )
@@ -490,4 +568,263 @@ def compare_curves(
         handles, names, loc="lower center", ncol=len(keys), frameon=False, bbox_to_anchor=(0.5, 1.0)
     )
     fig.suptitle(title, y=1.0 + 0.45 / fig.get_size_inches()[1], va="bottom")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# figures with identity-bootstrap intervals (tables of analysis.interval_table)
+# --------------------------------------------------------------------------------------------
+def _band_line(ax, rows: pd.DataFrame, x: str, color, stage: str, label: str, **kw) -> None:
+    """One curve of ``rows`` (columns ``x``, estimate, low, high) with its interval band."""
+    rows = rows.sort_values([x, "step"], kind="mergesort")
+    ax.plot(
+        rows[x],
+        rows["estimate"],
+        kw.pop("ls", STAGE_STYLE[stage]),
+        marker=kw.pop("marker", STAGE_MARKER[stage]),
+        ms=4,
+        color=color,
+        label=label,
+        **kw,
+    )
+    if rows["low"].notna().any():
+        ax.fill_between(rows[x], rows["low"], rows["high"], color=color, alpha=0.15, lw=0)
+
+
+def _chain_rows(frame: pd.DataFrame, stage: str) -> pd.DataFrame:
+    return frame[frame["stage"].isin(["original", stage]) & frame["estimate"].notna()]
+
+
+def interval_curves(
+    table: pd.DataFrame,
+    *,
+    metrics: Sequence[str],
+    runs: Mapping[str, str],
+    controls: Mapping[str, str] | None = None,
+    x: str = "filters_removed_pct",
+    x_scale: float = 1.0,
+    xlabel: str | None = None,
+    tolerance: Mapping[str, float] | None = None,
+    invert_x: bool = False,
+    title: str = "",
+) -> plt.Figure:
+    """Pruning curves with 95% interval bands: one column per entry of ``runs`` (``{column
+    title: run}``), one row per metric.
+
+    ``table`` is :func:`facepruning.analysis.interval_table` (run, step, stage, ``x``, metric,
+    estimate, low, high). In each cell: the run pruned (solid, circles) and fine-tuned (dashed,
+    squares) from the original point, the final fine-tuning as a star with its interval, the
+    control of ``controls`` (``{column title: control run}``, fine-tuned, grey dash-dot), the
+    original level (dotted) and, for metrics of ``tolerance``, the band original + tolerance.
+    """
+    keys = list(runs)
+    colors = _palette(keys)
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(keys),
+        figsize=(max(6.0, 4.2 * len(keys) + 0.6), 2.9 * len(metrics) + 0.8),
+        squeeze=False,
+        sharex="col",
+        sharey="row",
+    )
+    for j, key in enumerate(keys):
+        for i, metric in enumerate(metrics):
+            ax = axes[i][j]
+            rows = table[(table["metric"] == metric)].copy()
+            rows["_x"] = rows[x] / x_scale
+            mine = rows[rows["run"] == runs[key]]
+            if mine.empty:
+                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+                continue
+            for stage in ("pruned", "finetuned"):
+                _band_line(
+                    ax, _chain_rows(mine, stage), "_x", colors[key], stage, STAGE_LABEL[stage]
+                )
+            final = mine[mine["stage"] == "final"]
+            if len(final):
+                err = np.abs(final[["low", "high"]].to_numpy().T - final["estimate"].to_numpy())
+                ax.errorbar(
+                    final["_x"], final["estimate"], yerr=np.nan_to_num(err), fmt="*", ms=11,
+                    color=colors[key], mec="black", mew=0.5, label="final fine-tuning",
+                )  # fmt: skip
+            control = (controls or {}).get(key)
+            crows = rows[rows["run"] == control] if control else rows.iloc[:0]
+            if len(crows):
+                crows = _chain_rows(crows, "finetuned").copy()
+                # the control removes nothing: draw it at the pruned run's share of each step
+                at = mine[mine["stage"] != "final"].drop_duplicates("step").set_index("step")["_x"]
+                crows["_x"] = crows["step"].map(at)
+                crows = crows[crows["_x"].notna()]
+                _band_line(ax, crows, "_x", REFERENCE, "finetuned", "control (nothing removed)",
+                           ls="-.", marker="d")  # fmt: skip
+            original = mine[mine["stage"] == "original"]
+            if len(original):
+                ref = float(original["estimate"].iloc[0])
+                ax.axhline(ref, color=REFERENCE, lw=0.9, ls=":", label="original network")
+                if tolerance and metric in tolerance:
+                    ax.axhspan(ref, ref + tolerance[metric], color=REFERENCE, alpha=0.12, lw=0,
+                               label=f"tolerance (+{tolerance[metric]:g})")  # fmt: skip
+            if i == 0:
+                ax.set_title(str(key))
+            if j == 0:
+                ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+            if i == len(metrics) - 1:
+                ax.set_xlabel(xlabel or METRIC_LABELS.get(x, x))
+            if invert_x and i == 0:
+                ax.invert_xaxis()
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    fig.tight_layout()
+    if handles:
+        fig.legend(
+            handles.values(), handles.keys(), loc="lower center", ncol=min(4, len(handles)),
+            frameon=False, bbox_to_anchor=(0.5, 1.0),
+        )  # fmt: skip
+    fig.suptitle(title, y=1.0 + 0.75 / fig.get_size_inches()[1], va="bottom")
+    return fig
+
+
+def criteria_curves(
+    table: pd.DataFrame,
+    *,
+    metric: str,
+    runs: Mapping[str, str],
+    stages: Sequence[str] = ("pruned", "finetuned"),
+    title: str = "",
+) -> plt.Figure:
+    """Runs overlaid (``runs``: ``{label: run}``, one colour each) with 95% interval bands: one
+    panel per stage of ``stages``, ``metric`` against filters removed (``table`` as in
+    :func:`interval_curves`)."""
+    colors = _palette(list(runs))
+    fig, axes = plt.subplots(
+        1, len(stages), figsize=(5.2 * len(stages), 4.0), squeeze=False, sharey=True
+    )
+    for ax, stage in zip(axes[0], stages, strict=True):
+        for label, run in runs.items():
+            rows = table[(table["run"] == run) & (table["metric"] == metric)]
+            if len(rows):
+                _band_line(ax, _chain_rows(rows, stage), "filters_removed_pct", colors[label],
+                           stage, str(label))  # fmt: skip
+        ax.set(
+            xlabel=METRIC_LABELS["filters_removed_pct"],
+            title=STAGE_LABEL.get(stage, stage),
+        )
+    axes[0][0].set_ylabel(METRIC_LABELS.get(metric, metric))
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def interval_forest(
+    frame: pd.DataFrame,
+    *,
+    label: str,
+    xlabel: str,
+    reference: float | None = 0.0,
+    hue: str | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """Estimates with their intervals as horizontal error bars, one line per row of ``frame``
+    (columns ``label``, estimate, low, high, optionally ``hue`` for the colour), top to bottom;
+    ``reference`` draws a vertical line (e.g. 0 for differences)."""
+    frame = frame.reset_index(drop=True)
+    hues = list(dict.fromkeys(frame[hue])) if hue else [None]
+    colors = _palette(hues)
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(frame) + 1.4))
+    y = np.arange(len(frame))[::-1]
+    for h in hues:
+        sel = (frame[hue] == h).to_numpy() if hue else np.ones(len(frame), bool)
+        f = frame[sel]
+        err = np.abs(f[["low", "high"]].to_numpy().T - f["estimate"].to_numpy())
+        ax.errorbar(
+            f["estimate"], y[sel], xerr=np.nan_to_num(err), fmt="o", capsize=3,
+            color=colors[h], label=None if h is None else str(h),
+        )  # fmt: skip
+    if reference is not None:
+        ax.axvline(reference, color=REFERENCE, lw=0.9, ls=":")
+    ax.set_yticks(y)
+    ax.set_yticklabels(frame[label].astype(str))
+    ax.set(xlabel=xlabel, title=title)
+    if hue:
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def null_comparison(frame: pd.DataFrame, *, title: str = "") -> plt.Figure:
+    """Observed Spearman rho of every run (dot) against the central 95% of its random-removal
+    null (grey bar): ``frame`` has columns run, rho, low, high (from
+    :func:`facepruning.analysis.width_null_position`). A dot right of its bar: wider groups lose
+    more than chance; inside: indistinguishable from random removal."""
+    frame = frame.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(frame) + 1.4))
+    y = np.arange(len(frame))[::-1]
+    ax.hlines(y, frame["low"], frame["high"], color=REFERENCE, lw=6, alpha=0.35,
+              label="random removal, central 95%")  # fmt: skip
+    inside = (frame["rho"] >= frame["low"]) & (frame["rho"] <= frame["high"])
+    ax.plot(frame["rho"][~inside], y[~inside], "o", color=OKABE_ITO[3], label="observed, outside")
+    ax.plot(frame["rho"][inside], y[inside], "o", color=OKABE_ITO[0], label="observed, inside")
+    ax.axvline(0, color=REFERENCE, lw=0.8, ls=":")
+    ax.set_yticks(y)
+    ax.set_yticklabels(frame["run"])
+    ax.set(
+        xlabel="Spearman rho, group width vs share of its channels removed",
+        xlim=(-1.05, 1.05),
+        title=title,
+    )
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def layer_bars(
+    layers: Mapping[str, pd.DataFrame], *, steps: Sequence[int] | None = None, title: str = ""
+) -> plt.Figure:
+    """Filters per layer group as bars, the way the papers plot layers: one panel per network
+    (groups in network order, input on the left), the width at the start in light grey and the
+    filters left after each step of ``steps`` (default: the middle and the last step) overlaid."""
+    fig, axes = plt.subplots(len(layers), 1, figsize=(11, 2.9 * len(layers) + 0.4), squeeze=False)
+    for ax, (name, table) in zip(axes[:, 0], layers.items(), strict=True):
+        table = table[sorted(table.columns)]
+        cols = list(table.columns)
+        shown = list(steps) if steps is not None else sorted({cols[len(cols) // 2], cols[-1]})
+        shown = [s for s in shown if s in table.columns and s != cols[0]]
+        x = np.arange(len(table))
+        ax.bar(x, table[cols[0]], color="#DDDDDD", width=0.85, label=f"start (step {cols[0]})")
+        for k, step in enumerate(shown):
+            ax.bar(x, table[step], width=0.85 - 0.25 * (k + 1) / max(1, len(shown)),
+                   color=OKABE_ITO[k % len(OKABE_ITO)], label=f"after step {step}")  # fmt: skip
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%d"))
+        ax.set(xlim=(-0.6, len(table) - 0.4), ylabel="filters (log scale)", title=name)
+        ax.set_xticks(x[:: max(1, len(x) // 20)])
+        ax.legend(loc="upper left", fontsize=8, ncol=len(shown) + 1)
+    axes[-1][0].set_xlabel("layer group, in network order (input on the left)")
+    fig.suptitle(title or "filters per layer group")
+    fig.tight_layout()
+    return fig
+
+
+def descriptor_sizes(history: pd.DataFrame, *, col_order: Sequence[str], title: str = ""):
+    """Descriptor size against filters removed, one line per network (``arch`` of ``history``,
+    pruned rows from the original)."""
+    colors = _palette(col_order)
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for arch in col_order:
+        rows = history[(history["arch"] == arch) & history["stage"].isin(["original", "pruned"])]
+        rows = rows.sort_values("step")
+        ax.plot(rows["filters_removed_pct"], rows["descriptor_size"], "-o", ms=4,
+                color=colors[arch], label=arch)  # fmt: skip
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%d"))
+    ax.set(
+        xlabel=METRIC_LABELS["filters_removed_pct"],
+        ylabel="descriptor size (log scale)",
+        title=title or "face descriptor size as filters are removed",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig

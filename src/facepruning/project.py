@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import ParameterError
+from .progress import QUIET_VARIABLE
 
 __all__ = [
     "project_root",
@@ -49,8 +50,18 @@ def chdir_to_project_root() -> Path:
 
 def load_params(path: str | os.PathLike, sections: Sequence[str]) -> dict[str, Any]:
     """Merge the named top-level sections of a params.yaml, later sections winning."""
-    with open(path, encoding="utf-8") as f:
-        params = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            params = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ParameterError(f"{path}: no such parameters file; pass --params FILE") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ParameterError(
+            f"{path}: {problem}{where}; fix the YAML there (indentation, quotes, colons)"
+        ) from None
     merged: dict[str, Any] = {}
     for section in sections:
         if section not in params:
@@ -80,6 +91,11 @@ def drop_widget_state(path: str | os.PathLike) -> None:
         nbformat.write(nb, str(path))
 
 
+# Names of this package's exceptions: a notebook that raises one failed on bad input, and its
+# one-line message is what the user needs, not papermill's cell traceback.
+_OUR_ERRORS = {"FacePruningError", "DataError", "ModelError", "PruningError", "ParameterError"}
+
+
 def run_notebook(
     notebook: str | os.PathLike,
     output: str | os.PathLike,
@@ -89,10 +105,12 @@ def run_notebook(
 ) -> None:
     """Execute ``notebook`` with papermill and write the executed copy to ``output``.
 
-    Unknown parameter names are rejected before anything runs. The executed notebook is written
-    to a temporary name and moved into place only when every cell succeeded; a failed run keeps
-    its partial notebook as ``<output stem>.failed.ipynb`` for inspection, and leaves any
-    previous ``output`` untouched.
+    Unknown parameter names are rejected before anything runs. The notebook runs into
+    ``build/notebooks/`` under the project root and is moved onto ``output`` only when every cell
+    succeeded, so an interrupted or failed run leaves nothing beside ``output`` and any previous
+    ``output`` untouched; a failed run keeps its partial notebook as
+    ``build/notebooks/<output stem>.failed.ipynb`` and says so. An error this package raised on
+    purpose inside the notebook (bad input) is re-raised with its one-line message.
     """
     import papermill
 
@@ -104,23 +122,34 @@ def run_notebook(
             f"{notebook.name} has no parameter(s) {unknown}; it declares {sorted(declared)}. "
             "Fix the name in params.yaml or dvc.yaml."
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    failed = output.with_name(output.stem + ".failed.ipynb")
-    tmp = output.with_name(f".{output.stem}.running.ipynb")
+    root = Path(cwd or project_root(notebook.parent))
+    scratch = root / "build" / "notebooks"
+    scratch.mkdir(parents=True, exist_ok=True)
+    failed = scratch / f"{output.stem}.failed.ipynb"
+    tmp = scratch / f"{output.stem}.running.ipynb"
+    os.environ[QUIET_VARIABLE] = "1"  # no frozen progress widgets in the executed report
     try:
         papermill.execute_notebook(
             str(notebook),
             str(tmp),
             parameters=dict(parameters),
-            cwd=str(cwd or project_root(notebook.parent)),
+            cwd=str(root),
             kernel_name="python3",
             progress_bar=False,
         )
+    except papermill.PapermillExecutionError as err:
+        os.replace(tmp, failed)
+        if err.ename in _OUR_ERRORS:
+            raise ParameterError(f"{notebook.name}: {err.evalue}") from None
+        raise
     except BaseException:
         if tmp.exists():
             os.replace(tmp, failed)
         raise
+    finally:
+        os.environ.pop(QUIET_VARIABLE, None)
     drop_widget_state(tmp)
+    output.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, output)
     if failed.exists():
         failed.unlink()

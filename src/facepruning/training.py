@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import artifacts, distributed
 from .errors import ParameterError
+from .parameters import TrainParameters
+from .progress import progress_bar
 from .verification import flatten_report, identification_accuracy, verification_report
 
 __all__ = [
     "PlateauSchedule",
-    "TrainConfig",
     "epoch_generator",
     "make_loader",
     "epoch_batches",
@@ -99,27 +100,6 @@ class PlateauSchedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of identification training (the notebook's and CLI's parameters)."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    lr_levels: Sequence[float] = PAPER_LR_LEVELS
-    patience: int = 2
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
-    channels_last: bool = True
-    num_workers: int = 0
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ParameterError(
-                f"epochs and batch_size must be at least 1, got {self.epochs}, {self.batch_size}"
-            )
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
@@ -307,11 +287,15 @@ def evaluate_face_model(
     pairs=None,
     template_sizes: Sequence[int] = (1, 5),
     batch_size: int = 64,
+    with_pair_scores: bool = False,
 ) -> dict[str, Any]:
     """Validation identification plus open-set verification on the test identities.
 
-    Returns a flat dict: ``val/loss``, ``val/acc`` and the verification report's keys (``t1/eer``,
-    ``t5/tar@far=0.01``, ``lfw/accuracy_mean``, ``pose/F-P/eer``, ...).
+    Returns a flat dict: ``val/loss``, ``val/acc``, ``descriptor_size`` and the verification
+    report's keys (``t1/eer``, ``t5/tar@far=0.01``, ``lfw/accuracy_mean``, ``pose/F-P/eer``, ...).
+    ``with_pair_scores`` adds ``pair_scores``: every template block's pair scores and identity
+    codes as tensors (see :func:`~facepruning.verification.verification_report`), for the
+    identity bootstrap of notebook 04, and ``test_identities``, the identities the codes index.
     """
     metrics = {
         f"val/{k}": v
@@ -329,22 +313,76 @@ def evaluate_face_model(
     if "pose" in rows.columns and rows["pose"].notna().all():
         extra["poses"] = rows["pose"].tolist()
         extra["template_ids"] = rows["template"].tolist()
+    pairs_out: dict[str, dict[str, Any]] | None = {} if with_pair_scores else None
+    identities = rows["identity"].tolist()
     report = verification_report(
-        desc, rows["identity"].tolist(), template_sizes=tuple(template_sizes), **extra
+        desc, identities, template_sizes=tuple(template_sizes), pair_scores_out=pairs_out, **extra
     )
+    metrics["descriptor_size"] = int(desc.shape[1])
     metrics.update(flatten_report(report))
+    if pairs_out is not None:
+        metrics["test_identities"] = sorted(set(identities))
+        metrics["pair_scores"] = {
+            block: {
+                "scores": torch.as_tensor(p["scores"], dtype=torch.float32),
+                "a": torch.as_tensor(p["a"], dtype=torch.int64),
+                "b": torch.as_tensor(p["b"], dtype=torch.int64),
+                "genuine": torch.as_tensor(p["genuine"], dtype=torch.bool),
+            }
+            for block, p in pairs_out.items()
+        }
     return metrics
 
 
-def _checkpoint_state(model, optimizer, schedule, epoch, history, run_fingerprint):
-    return {
-        "fingerprint": run_fingerprint,
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "history": history,
-    }
+@dataclass
+class _Checkpoint:
+    """``last.pt`` of a training run: weights, optimiser and schedule after the last finished
+    epoch, the history, and the run identity it belongs to (with its fingerprint)."""
+
+    path: Path | None
+    run_identity: dict[str, Any]
+
+    def resume(self, model, optimizer, schedule) -> tuple[list[dict[str, Any]], int]:
+        """Load this run's checkpoint into the objects: ``(history, next epoch)``; ``([], 0)``
+        when there is none or it is another run's (moved aside, with a message)."""
+        if self.path is None or not self.path.exists():
+            return [], 0
+        state = artifacts.load_torch(
+            self.path, remedy="the training (it starts again from epoch 0)"
+        )
+        distributed.barrier()  # every rank has read the file before rank 0 may move it
+        if not artifacts.belongs_to_run(
+            self.path, state, self.run_identity, set_aside=distributed.is_main()
+        ):
+            return [], 0
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        return list(state["history"]), state["epoch"] + 1
+
+    def save(self, model, optimizer, schedule, epoch: int, history: list) -> None:
+        if self.path is None:
+            return
+        if distributed.is_main():
+            state = {
+                "fingerprint": artifacts.fingerprint(self.run_identity),
+                "run_identity": self.run_identity,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "history": history,
+            }
+            artifacts.save_torch(self.path, state)
+        distributed.barrier()
+
+
+@dataclass
+class _Data:
+    train_set: Dataset
+    val_set: Dataset
+    train_transform: Callable
+    eval_transform: Callable
 
 
 def train_identification(
@@ -354,60 +392,47 @@ def train_identification(
     val_set: Dataset,
     train_transform: Callable,
     eval_transform: Callable,
-    config: TrainConfig,
+    config: TrainParameters,
     checkpoint_dir: str | Path | None = None,
-    run_fingerprint: str = "",
+    run_identity: Mapping[str, Any] | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place for identification; return the per-epoch history.
 
-    With ``checkpoint_dir``, the state after every epoch is saved to ``last.pt`` (atomically), and
-    a later call with the same ``run_fingerprint`` resumes after the last finished epoch. A
-    checkpoint with another fingerprint (other parameters or data) is ignored and overwritten.
+    With ``checkpoint_dir``, the state after every epoch is saved to ``last.pt`` (atomically)
+    with ``run_identity`` (a JSON-able dict of everything that determines the result:
+    parameters, data, initial weights) and its :func:`~facepruning.artifacts.fingerprint`; a
+    later call with the same identity resumes after the last finished epoch. A checkpoint of
+    another identity is moved aside to ``last.<its fingerprint>.pt``, with one line naming the
+    parameters that changed, and training starts over.
 
     Under torch.distributed every rank calls this with the same arguments: the model is trained
     data-parallel (:func:`~facepruning.distributed.data_parallel`), rank 0 writes the checkpoint
     (a plain state dict, resumable on any number of processes) and the validation metrics of
     rank 0 drive every rank's schedule.
     """
-    from tqdm.auto import tqdm
-
+    identity = artifacts.jsonable(run_identity or {})
+    checkpoint = _Checkpoint(Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None, identity)
+    data = _Data(train_set, val_set, train_transform, eval_transform)
     if config.channels_last:  # before wrapping: DDP's gradient buckets follow the layout
         model.to(memory_format=torch.channels_last)
     with distributed.data_parallel(model) as net:
         return _train_identification(
-            model,
-            net,
-            train_set=train_set,
-            val_set=val_set,
-            train_transform=train_transform,
-            eval_transform=eval_transform,
-            config=config,
-            checkpoint_dir=checkpoint_dir,
-            run_fingerprint=run_fingerprint,
-            progress=progress,
-            on_epoch_end=on_epoch_end,
-            tqdm=tqdm,
+            model, net, data, config, checkpoint, progress=progress, on_epoch_end=on_epoch_end
         )
 
 
 def _train_identification(
     model,
     net,
+    data: _Data,
+    config: TrainParameters,
+    checkpoint: _Checkpoint,
     *,
-    train_set,
-    val_set,
-    train_transform,
-    eval_transform,
-    config,
-    checkpoint_dir,
-    run_fingerprint,
     progress,
     on_epoch_end,
-    tqdm,
 ):
-    here = distributed.info()
     schedule = PlateauSchedule(config.lr_levels, patience=config.patience)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -415,72 +440,63 @@ def _train_identification(
         momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
-    history: list[dict[str, Any]] = []
-    start = 0
-    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
-    if ckpt_path is not None and ckpt_path.exists():
-        state = artifacts.load_torch(ckpt_path)
-        if state.get("fingerprint") == run_fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            history, start = list(state["history"]), state["epoch"] + 1
-
-    progress = progress and here.is_main
-    epochs = tqdm(range(config.epochs), desc="epochs", disable=not progress, initial=start)
+    history, start = checkpoint.resume(model, optimizer, schedule)
+    progress = progress and distributed.is_main()
+    epochs = progress_bar(range(config.epochs), desc="epochs", disable=not progress, initial=start)
     for epoch in range(start, config.epochs):
         if schedule.finished:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr
-        torch.manual_seed(config.seed * 1_000_003 + epoch + here.rank * 7_919)  # dropout
-        loader = shuffled_loader(
-            train_set,
-            batch_size=config.batch_size,
-            generator=epoch_generator(config.seed, epoch, 0),
-            num_workers=config.num_workers,
-        )
-        tic = time.perf_counter()
-        with tqdm(
-            total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not progress
-        ) as bar:
-            train = train_epoch(
-                net,
-                loader,
-                optimizer,
-                train_transform,
-                generator=epoch_generator(config.seed, epoch, 1),
-                channels_last=config.channels_last,
-                progress=bar,
-            )
-        # Rank 0 evaluates (the weights are the same on every rank) and tells the others.
-        val = distributed.broadcast_object(
-            evaluate_identification(model, val_set, eval_transform) if here.is_main else None
-        )
-        row = {
-            "epoch": epoch,
-            "lr": schedule.lr,
-            "train_loss": train["loss"],
-            "train_acc": train["acc"],
-            "val_loss": val["loss"],
-            "val_acc": val["acc"],
-            "seconds": time.perf_counter() - tic,
-        }
-        schedule.step(val["loss"])
+        row = _one_epoch(model, net, data, config, optimizer, schedule, epoch, progress=progress)
+        schedule.step(row["val_loss"])
+        row["schedule_finished"] = schedule.finished  # plateaued on the last level: converged
         history.append(row)
-        if ckpt_path is not None:
-            if here.is_main:
-                artifacts.save_torch(
-                    ckpt_path,
-                    _checkpoint_state(model, optimizer, schedule, epoch, history, run_fingerprint),
-                )
-            distributed.barrier()
+        checkpoint.save(model, optimizer, schedule, epoch, history)
         if on_epoch_end is not None:
             on_epoch_end(row)
         epochs.update(1)
-        epochs.set_postfix(val_loss=f"{val['loss']:.3f}", val_acc=f"{val['acc']:.2f}")
+        epochs.set_postfix(val_loss=f"{row['val_loss']:.3f}", val_acc=f"{row['val_acc']:.2f}")
     epochs.close()
     return history
+
+
+def _one_epoch(model, net, data: _Data, config, optimizer, schedule, epoch, *, progress):
+    """Train one epoch at the schedule's learning rate, validate; return the history row."""
+    here = distributed.info()
+    for group in optimizer.param_groups:
+        group["lr"] = schedule.lr
+    torch.manual_seed(config.seed * 1_000_003 + epoch + here.rank * 7_919)  # dropout
+    loader = shuffled_loader(
+        data.train_set,
+        batch_size=config.batch_size,
+        generator=epoch_generator(config.seed, epoch, 0),
+        num_workers=config.num_workers,
+    )
+    tic = time.perf_counter()
+    with progress_bar(
+        total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not progress
+    ) as bar:
+        train = train_epoch(
+            net,
+            loader,
+            optimizer,
+            data.train_transform,
+            generator=epoch_generator(config.seed, epoch, 1),
+            channels_last=config.channels_last,
+            progress=bar,
+        )
+    # Rank 0 evaluates (the weights are the same on every rank) and tells the others.
+    val = distributed.broadcast_object(
+        evaluate_identification(model, data.val_set, data.eval_transform) if here.is_main else None
+    )
+    return {
+        "epoch": epoch,
+        "lr": schedule.lr,
+        "train_loss": train["loss"],
+        "train_acc": train["acc"],
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "seconds": time.perf_counter() - tic,
+    }
 
 
 def epoch_batches(

@@ -51,6 +51,7 @@ __all__ = [
     "l2_normalize",
     "cosine_similarity_matrix",
     "pair_scores",
+    "eer_threshold",
     "all_pairs",
     "templates",
     "roc",
@@ -347,6 +348,15 @@ def _eer(points: _Points) -> float:
     return float(far[k - 1] + t * (far[k] - far[k - 1]))
 
 
+def eer_threshold(scores: Any, genuine: Any) -> float:
+    """The decision threshold at the equal error rate: accept a pair when its score is at least
+    this. It is the score of the first operating point (strictest first) where FAR >= FRR, the
+    point the stored models of :mod:`facepruning.pruning` use to decide ``verify``."""
+    fp, tp, thresholds, n_imp, n_gen = _operating_points(scores, genuine)
+    k = int(np.argmax(fp / n_imp + tp / n_gen - 1.0 >= 0.0))
+    return float(thresholds[k])
+
+
 def _min_impostors(far: float) -> int:
     return math.ceil(1.0 / far * (1.0 - 1e-12))
 
@@ -557,6 +567,7 @@ def verification_report(
     template_ids: Any = None,
     max_impostors: int | None = 1_000_000,
     seed: int = 0,
+    pair_scores_out: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """All verification results for one set of descriptors, as a nested dict.
 
@@ -574,6 +585,10 @@ def verification_report(
       the mean of each template id's images (L2-normalised), compared between the two poses
       (genuine = same identity, a template never with itself), with ``eer``, ``"tar@far=<far>"``,
       ``n_genuine``, ``n_impostor``.
+
+    With ``pair_scores_out`` (a dict), every ``"t{k}"`` block's pairs are stored there too, for
+    resampling by identity: ``{"t1": {"scores", "a", "b", "genuine"}}``, where ``a`` and ``b`` are
+    the codes of the two sides' identities (positions in ``np.unique(identities)``).
     """
     x = _as_matrix(descriptors, "descriptors")
     ids = _as_labels(identities, "identities")
@@ -591,7 +606,16 @@ def verification_report(
     for k in template_sizes:
         t_x, t_ids = templates(x, ids, size=k)
         i, j, gen = all_pairs(t_ids, max_impostors=max_impostors, seed=seed)
-        report[f"t{k}"] = _block(pair_scores(t_x, i, j), gen, fars, full=True)
+        scores = pair_scores(t_x, i, j)
+        report[f"t{k}"] = _block(scores, gen, fars, full=True)
+        if pair_scores_out is not None:
+            codes = np.searchsorted(np.unique(ids), t_ids)
+            pair_scores_out[f"t{k}"] = {
+                "scores": scores,
+                "a": codes[i],
+                "b": codes[j],
+                "genuine": gen,
+            }
     if pairs is not None:
         report["lfw"] = _lfw_block(x, ids, pairs)
     if poses is not None:

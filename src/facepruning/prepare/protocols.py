@@ -1,9 +1,10 @@
 """Evaluation protocol files: LFW ``pairs.txt``, VGGFace2 pose templates, VGGFace2 loose boxes.
 
 Each parser checks the file's structure line by line and, when it is given the images found on
-disk (``available``, e.g. the output of :func:`facepruning.sources.scan_identity_folders`),
-that every image it names exists; errors name the file, the line and the fix, so a wrong path or
-a truncated download is caught before hours of training, not during evaluation.
+disk (``available``, e.g. the output of
+:func:`facepruning.prepare.sources.scan_identity_folders`), that every image it names exists;
+errors name the file, the line and the fix, so a wrong path or a truncated download is caught
+before hours of training, not during evaluation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = [
     "POSES",
@@ -24,6 +25,7 @@ __all__ = [
     "parse_lfw_pairs",
     "parse_pose_templates",
     "parse_loose_bboxes",
+    "parse_loose_bbox_lines",
     "bbox_key",
 ]
 
@@ -193,10 +195,20 @@ def parse_loose_bboxes(path: str | os.PathLike) -> dict[str, tuple[float, float,
 
     The header must be ``NAME_ID,X,Y,W,H``; look images up with :func:`bbox_key`.
     """
+    return {name: box for name, (box, _) in parse_loose_bbox_lines(path).items()}
+
+
+def parse_loose_bbox_lines(
+    path: str | os.PathLike,
+) -> dict[str, tuple[tuple[float, float, float, float], int]]:
+    """Like :func:`parse_loose_bboxes`, with the file's line number of each box: ``(box, line)``.
+
+    The line lets an error about a box (e.g. one outside its image) point at the line to fix.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"bounding-box file {path} does not exist: check the bbox_file parameter")
-    boxes: dict[str, tuple[float, float, float, float]] = {}
+    boxes: dict[str, tuple[tuple[float, float, float, float], int]] = {}
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -217,5 +229,5 @@ def parse_loose_bboxes(path: str | os.PathLike) -> dict[str, tuple[float, float,
                 ) from None
             if w <= 0 or h <= 0:
                 raise DataError(f"{path}:{line_no}: box of {name} has width/height <= 0")
-            boxes[name] = (x, y, w, h)
+            boxes[name] = ((x, y, w, h), line_no)
     return boxes

@@ -1,11 +1,12 @@
-"""Decoding images, the papers' face crop, and the uint8 image cache.
+"""Decoding images and the papers' face crop: the pixels every stage sees.
 
 The papers crop VGGFace2 faces with the data set's loose MTCNN box enlarged by 30%, resize so the
 shortest side is 129 and take a 113x113 crop (random for training, central for testing). Here
 that becomes: :func:`loose_box_crop` (optional, when boxes exist), :func:`resize_center_square` to
 ``resize`` x ``resize`` (the cache, stored as uint8), and later a crop of ``image_size`` in
-:class:`facepruning.loaders.BatchTransform`. :func:`load_face` chains the first two steps and is
-shared by the cache and by streaming loaders, so both see identical pixels.
+:class:`facepruning.data.BatchTransform`. :func:`load_face` chains the first two steps and is
+shared by the cache (:mod:`facepruning.prepare.cache`) and by streaming loaders, so both see
+identical pixels.
 """
 
 from __future__ import annotations
@@ -13,37 +14,57 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from .errors import DataError, ParameterError
+from ..errors import DataError, ParameterError
 
 __all__ = [
+    "Box",
     "GRAYSCALE_MODES",
     "read_image",
     "loose_box_crop",
     "resize_center_square",
     "image_to_tensor",
+    "ON_ERROR",
+    "check_on_error",
+    "face_tensor",
     "load_face",
-    "detect_channels",
-    "build_cache",
 ]
 
 Box = tuple[float, float, float, float]
 
 # Pillow modes that carry one intensity channel (with or without alpha).
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
-_ON_ERROR = ("raise", "skip")
+# Integer grayscale modes: Pillow opens 16-bit PNG/TIFF/PGM as one of these.
+_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L"})
+ON_ERROR: tuple[str, ...] = ("raise", "skip")
 
 
-def _check_on_error(on_error: str) -> None:
-    if on_error not in _ON_ERROR:
-        raise ParameterError(f"on_error must be one of {_ON_ERROR}, got {on_error!r}")
+def check_on_error(on_error: str) -> None:
+    """Refuse any ``on_error`` other than ``"raise"`` or ``"skip"``."""
+    if on_error not in ON_ERROR:
+        raise ParameterError(
+            f"on_error={on_error!r} is not accepted; use one of {list(ON_ERROR)} ('raise' stops "
+            "at the first unreadable image, 'skip' leaves it out and lists it)"
+        )
+
+
+def _to_eight_bit(img: Image.Image) -> Image.Image:
+    """8-bit ``L`` from 16-bit or float grayscale, scaled by the bit depth, not the content.
+
+    16-bit values map to ``round(v * 255 / 65535)``, so two images keep their relative brightness
+    whatever range their pixels happen to span. Float images (mode ``F``) are taken as 0..255.
+    """
+    if img.mode in _SIXTEEN_BIT_MODES:
+        arr = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        arr = (arr * 255 + 65535 // 2) // 65535  # integer round-half-up: exact
+    else:
+        arr = np.rint(np.asarray(img, dtype=np.float64))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
 
 
 def read_image(path: str | os.PathLike, *, on_error: str = "raise") -> Image.Image | None:
@@ -53,17 +74,14 @@ def read_image(path: str | os.PathLike, *, on_error: str = "raise") -> Image.Ima
     :class:`DataError` naming the file, or with ``on_error="skip"`` a warning naming it and
     ``None``, so one bad file among millions never surfaces as a traceback deep inside PIL.
     """
-    _check_on_error(on_error)
+    check_on_error(on_error)
     try:
         with Image.open(path) as img:
             img.load()  # decode now: Image.open is lazy and would fail later, far from here
             if img.mode in GRAYSCALE_MODES:
                 # 16-bit and float grayscale need rescaling before L; 8-bit converts directly.
-                if img.mode.startswith("I") or img.mode == "F":
-                    arr = np.asarray(img, dtype=np.float64)
-                    top = 255.0 if arr.max(initial=0) <= 255 else float(arr.max())
-                    arr = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
-                    return Image.fromarray(arr, mode="L")
+                if img.mode in _SIXTEEN_BIT_MODES or img.mode == "F":
+                    return _to_eight_bit(img)
                 return img.convert("L")
             return img.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -77,17 +95,38 @@ def read_image(path: str | os.PathLike, *, on_error: str = "raise") -> Image.Ima
         ) from exc
 
 
-def loose_box_crop(img: Image.Image, box: Box, *, enlarge: float = 0.3) -> Image.Image:
+def _box_text(box: Box) -> str:
+    # Plain numbers: boxes often hold numpy scalars, whose repr reads np.float64(500.0).
+    return "(x={:g}, y={:g}, w={:g}, h={:g})".format(*(float(v) for v in box))
+
+
+def loose_box_crop(
+    img: Image.Image,
+    box: Box,
+    *,
+    enlarge: float = 0.3,
+    image: str | os.PathLike = "",
+    source: str = "",
+) -> Image.Image:
     """Crop the face box ``(x, y, w, h)`` enlarged by ``enlarge`` (0.3 = +30% per side length).
 
     The enlargement keeps the box centre; the result is clipped to the image, as in the papers'
-    VGGFace2 preprocessing (the loose boxes often reach past the border).
+    VGGFace2 preprocessing (the loose boxes often reach past the border). ``image`` (the file)
+    and ``source`` (where the box came from, e.g. ``loose_bb_test.csv:17``) only serve the error
+    message of a box that cannot be cropped.
     """
     if enlarge < 0:
         raise ParameterError(f"bbox enlarge must be >= 0, got {enlarge}")
     x, y, w, h = (float(v) for v in box)
+    where = (f" of {Path(image).as_posix()}" if str(image) else "") + (
+        f" from {source}" if source else ""
+    )
+    fix = (
+        "fix or remove that line of the box file (x, y, w, h in pixels of this image), or "
+        "leave bbox_file empty"
+    )
     if w <= 0 or h <= 0:
-        raise DataError(f"face box {box} has width/height <= 0")
+        raise DataError(f"face box {_box_text(box)}{where} has width/height <= 0: {fix}")
     cx, cy = x + w / 2, y + h / 2
     w, h = w * (1 + enlarge), h * (1 + enlarge)
     left = max(0, math.floor(cx - w / 2))
@@ -96,7 +135,8 @@ def loose_box_crop(img: Image.Image, box: Box, *, enlarge: float = 0.3) -> Image
     bottom = min(img.height, math.ceil(cy + h / 2))
     if right <= left or bottom <= top:
         raise DataError(
-            f"face box {box} lies outside the {img.width}x{img.height} image; check the box file"
+            f"face box {_box_text(box)}{where} lies outside the {img.width}x{img.height} "
+            f"image: {fix}"
         )
     return img.crop((left, top, right, bottom))
 
@@ -125,6 +165,22 @@ def image_to_tensor(img: Image.Image, *, channels: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def face_tensor(
+    img: Image.Image,
+    *,
+    size: int,
+    channels: int,
+    box: Box | None = None,
+    enlarge: float = 0.3,
+    image: str | os.PathLike = "",
+    box_source: str = "",
+) -> torch.Tensor:
+    """Crop (when ``box`` is given), resize/centre-crop and tensorise one decoded face image."""
+    if box is not None:
+        img = loose_box_crop(img, box, enlarge=enlarge, image=image, source=box_source)
+    return image_to_tensor(resize_center_square(img, size), channels=channels)
+
+
 def load_face(
     path: str | os.PathLike,
     *,
@@ -133,77 +189,21 @@ def load_face(
     box: Box | None = None,
     enlarge: float = 0.3,
     on_error: str = "raise",
+    box_source: str = "",
 ) -> torch.Tensor | None:
-    """Read, crop (when ``box`` is given), resize/centre-crop and tensorise one face image."""
+    """Read, crop (when ``box`` is given), resize/centre-crop and tensorise one face image.
+
+    ``box_source`` says where ``box`` came from (``file:line``) for the error of a bad box.
+    """
     img = read_image(path, on_error=on_error)
     if img is None:
         return None
-    if box is not None:
-        img = loose_box_crop(img, box, enlarge=enlarge)
-    return image_to_tensor(resize_center_square(img, size), channels=channels)
-
-
-def detect_channels(
-    paths: Sequence[str | os.PathLike],
-    *,
-    root: str | os.PathLike | None = None,
-    sample: int = 64,
-) -> int:
-    """1 if the (evenly sampled) images are all grayscale, else 3.
-
-    Only headers are read (``Image.open`` is lazy), so this is cheap even for large trees;
-    unreadable files are left for the cache step to report.
-    """
-    if not paths:
-        raise DataError("no images to inspect")
-    step = max(1, len(paths) // max(1, sample))
-    for p in list(paths)[::step]:
-        full = Path(root) / p if root is not None else Path(p)
-        try:
-            with Image.open(full) as img:
-                if img.mode not in GRAYSCALE_MODES:
-                    return 3
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            continue
-    return 1
-
-
-def build_cache(
-    paths: Sequence[str | os.PathLike],
-    *,
-    size: int,
-    channels: int,
-    boxes: Sequence[Box | None] | None = None,
-    enlarge: float = 0.3,
-    root: str | os.PathLike | None = None,
-    on_error: str = "raise",
-    progress: bool = True,
-    return_failed: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, list[int]]:
-    """Decode every image into one uint8 tensor ``[N, channels, size, size]`` (row i = paths[i]).
-
-    ``paths`` are relative to ``root`` when it is given; ``boxes`` (aligned with ``paths``) are
-    the loose face boxes. With ``on_error="skip"`` unreadable images leave a zero row and a
-    warning; ``return_failed=True`` also returns their row numbers, so the caller can drop them
-    from the manifest and keep rows and manifest aligned.
-    """
-    _check_on_error(on_error)
-    if boxes is not None and len(boxes) != len(paths):
-        raise ParameterError(f"{len(boxes)} boxes for {len(paths)} images")
-    out = torch.zeros((len(paths), channels, size, size), dtype=torch.uint8)
-    failed: list[int] = []
-    for i, p in enumerate(tqdm(paths, desc="decoding images", unit="img", disable=not progress)):
-        full = Path(root) / p if root is not None else Path(p)
-        face = load_face(
-            full,
-            size=size,
-            channels=channels,
-            box=None if boxes is None else boxes[i],
-            enlarge=enlarge,
-            on_error=on_error,
-        )
-        if face is None:
-            failed.append(i)
-        else:
-            out[i] = face
-    return (out, failed) if return_failed else out
+    return face_tensor(
+        img,
+        size=size,
+        channels=channels,
+        box=box,
+        enlarge=enlarge,
+        image=path,
+        box_source=box_source,
+    )

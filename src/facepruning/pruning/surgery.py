@@ -4,7 +4,7 @@ Pruning a filter of a convolution removes one output channel, and with it the ma
 everything that carries that channel: the following BatchNorm, the input channel of every
 consumer, and any layer coupled to it. This module finds those couplings with torch-pruning's
 ``DependencyGraph`` and removes channels in place; it does not decide which channels to remove
-(that is ``scoring``'s and ``pruning``'s job).
+(that is the job of :mod:`~facepruning.pruning.scoring` and :mod:`~facepruning.pruning.loop`).
 
 A :class:`ChannelGroup` is one set of channels that can only be removed together:
 
@@ -20,6 +20,11 @@ A :class:`ChannelGroup` is one set of channels that can only be removed together
 
 The identity classifier (``FaceNet.classifier_modules()``: SqueezeNet's conv10 + BN, the Linear
 heads) is never a group; its input channels shrink when the layers feeding it are pruned.
+
+Any other torchvision-style CNN (Conv2d, BatchNorm2d, concat, residual add, Linear head) works
+too: name the layers whose outputs must stay as they are, e.g.
+``prunable_groups(resnet18, ignored=[resnet18.fc])`` (``ignored=[]`` prunes everything). For a
+FaceNet the classifier is ignored without being named.
 
 ``zero_channels`` gives the "masked original": the unpruned network with the same channels
 forced to zero, which computes exactly what the physically pruned one does. ``save_model`` and
@@ -43,9 +48,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .artifacts import load_torch, save_torch
-from .errors import ModelError, ParameterError, PruningError
-from .models import FaceNet, build_model
+from ..artifacts import load_torch, save_torch
+from ..errors import ModelError, ParameterError, PruningError
+from ..models import FaceNet, build_model
 
 __all__ = [
     "ChannelGroup",
@@ -91,10 +96,21 @@ def _example(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tens
     return torch.zeros(1, 3, s, s, device=p.device, dtype=p.dtype)
 
 
-def _classifier(model: nn.Module) -> list[nn.Module]:
-    if not hasattr(model, "classifier_modules"):
-        raise ModelError("surgery needs a FaceNet (a model with classifier_modules())")
-    return list(model.classifier_modules())
+def _ignored(model: nn.Module, ignored: Sequence[nn.Module] | None) -> list[nn.Module]:
+    """The layers never pruned: ``ignored`` (with their submodules) plus a FaceNet's classifier."""
+    has_head = hasattr(model, "classifier_modules")
+    if ignored is None and not has_head:
+        raise ModelError(
+            f"which layers of this {type(model).__name__} must keep their outputs? Pass "
+            "ignored=[...] with its classifier, e.g. prunable_groups(model, ignored=[model.fc]) "
+            "(ignored=[] prunes every conv)"
+        )
+    modules = list(model.classifier_modules()) if has_head else []
+    for m in ignored or ():
+        if not isinstance(m, nn.Module):
+            raise ModelError(f"ignored holds a {type(m).__name__}: give the modules themselves")
+        modules.extend(m.modules())
+    return list(dict.fromkeys(modules))
 
 
 def _graph(model: nn.Module, example_input: torch.Tensor | None) -> tp.DependencyGraph:
@@ -114,10 +130,12 @@ def _graph(model: nn.Module, example_input: torch.Tensor | None) -> tp.Dependenc
         model.train(was_training)
 
 
-def _groups(model: nn.Module, dg: tp.DependencyGraph) -> list[ChannelGroup]:
+def _groups(
+    model: nn.Module, dg: tp.DependencyGraph, ignored: Sequence[nn.Module] | None
+) -> list[ChannelGroup]:
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, n in enumerate(names.values())}
-    head = _classifier(model)
+    head = _ignored(model, ignored)
     head_ids = {id(m) for m in head}
     out: list[ChannelGroup] = []
     for g in dg.get_all_groups(ignored_layers=head, root_module_types=(nn.Conv2d,)):
@@ -130,7 +148,7 @@ def _groups(model: nn.Module, dg: tp.DependencyGraph) -> list[ChannelGroup]:
             if not dg.is_out_channel_pruning_fn(dep.handler) or module not in names:
                 continue  # consumers' input channels, and parameter-free ops (ReLU, concat, add)
             if id(module) in head_ids:
-                raise PruningError(f"torch-pruning put classifier {names[module]} in a group")
+                raise PruningError(f"torch-pruning put ignored layer {names[module]} in a group")
             if isinstance(module, nn.Conv2d):
                 convs.append(module)
             elif isinstance(module, nn.BatchNorm2d):
@@ -168,16 +186,21 @@ def _groups(model: nn.Module, dg: tp.DependencyGraph) -> list[ChannelGroup]:
 
 
 def prunable_groups(
-    model: nn.Module, *, example_input: torch.Tensor | None = None
+    model: nn.Module,
+    *,
+    example_input: torch.Tensor | None = None,
+    ignored: Sequence[nn.Module] | None = None,
 ) -> list[ChannelGroup]:
-    """All prunable channel groups of ``model`` (a :class:`FaceNet`), in module order.
+    """All prunable channel groups of ``model``, in module order.
 
     ``example_input`` is a batch used to trace the network (default: one 3x64x64 zero image;
     the groups do not depend on the spatial size). Tracing runs in eval mode, so BatchNorm
-    running statistics are not changed. Raises :class:`PruningError` if torch-pruning couples
-    producers whose channels do not line up index by index.
+    running statistics are not changed. ``ignored``: layers whose outputs must not change (a
+    classifier; required for networks other than a :class:`FaceNet`, whose classifier is always
+    ignored). Raises :class:`PruningError` if torch-pruning couples producers whose channels do
+    not line up index by index.
     """
-    return _groups(model, _graph(model, example_input))
+    return _groups(model, _graph(model, example_input), ignored)
 
 
 def _check_plan(
@@ -220,6 +243,7 @@ def remove_channels(
     plan: Mapping[str, Sequence[int]],
     *,
     example_input: torch.Tensor | None = None,
+    ignored: Sequence[nn.Module] | None = None,
 ) -> None:
     """Physically remove channels, in place: ``plan`` maps group names to channel indices.
 
@@ -228,10 +252,10 @@ def remove_channels(
     parameters and running statistics), and every consumer those input channels (with the
     concat offsets of SqueezeNet's Fire modules handled). The whole plan is checked before
     anything changes: an unknown group, out-of-range or duplicate indices, or a group left with
-    no channel raise :class:`PruningError`.
+    no channel raise :class:`PruningError`. ``ignored`` as in :func:`prunable_groups`.
     """
     dg = _graph(model, example_input)
-    groups = {g.name: g for g in _groups(model, dg)}
+    groups = {g.name: g for g in _groups(model, dg, ignored)}
     clean = _check_plan(plan, groups)
     modules = dict(model.named_modules())
     for name, idxs in clean.items():
@@ -252,16 +276,18 @@ def zero_channels(
     *,
     example_input: torch.Tensor | None = None,
     groups: Sequence[ChannelGroup] | None = None,
+    ignored: Sequence[nn.Module] | None = None,
 ) -> Iterator[None]:
     """Within the block, the plan's channels read as zero at every score point of their group.
 
     The network then computes what ``remove_channels(model, plan)`` would give (the "masked
     original"), with the same layer widths: a teaching and testing aid. Forward hooks are
     removed on exit. The plan is checked as in :func:`remove_channels`. Pass ``groups`` (from
-    :func:`prunable_groups` on this model) to skip tracing the network again.
+    :func:`prunable_groups` on this model) to skip tracing the network again, or ``ignored``
+    as in :func:`prunable_groups` to trace it.
     """
     if groups is None:
-        groups = prunable_groups(model, example_input=example_input)
+        groups = prunable_groups(model, example_input=example_input, ignored=ignored)
     groups = {g.name: g for g in groups}
     clean = _check_plan(plan, groups)
     handles = []
@@ -383,15 +409,19 @@ def load_model(path: str | os.PathLike) -> tuple[FaceNet, dict[str, Any]]:
 
     Builds the unpruned architecture, reshapes its layers to the saved layout (a depthwise conv
     stays depthwise) and loads the state dict strictly. The file is read with
-    ``torch.load(weights_only=True)``, so loading never runs code from it.
+    ``torch.load(weights_only=True)``, so loading never runs code from it. A truncated or corrupt
+    file raises :class:`~facepruning.errors.ArtifactError`.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} not found: write it with save_model()")
-    try:
-        ckpt = load_torch(path)
-    except Exception as e:
-        raise ModelError(f"cannot read {path} as a weights-only torch file: {e}") from e
+    # A truncated or corrupt file raises ArtifactError from load_torch, naming the file and fix.
+    ckpt = load_torch(
+        path,
+        remedy="the stage that writes it (dvc repro, or python -m facepruning train / prune)",
+    )
+    if not isinstance(ckpt, Mapping):
+        raise ModelError(f"{path} is not a save_model() file: it holds a {type(ckpt).__name__}")
     missing = {"arch", "num_classes", "state_dict", "layout"} - set(ckpt)
     if missing:
         raise ModelError(f"{path} is not a save_model() file: it lacks {sorted(missing)}")

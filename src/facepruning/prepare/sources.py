@@ -18,8 +18,8 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from .artifacts import atomic_path
-from .errors import DataError
+from ..artifacts import atomic_path
+from ..errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -29,6 +29,7 @@ __all__ = [
     "orl_source_files",
     "copy_orl",
     "natural_key",
+    "duplicate_folders",
     "scan_identity_folders",
 ]
 
@@ -111,6 +112,49 @@ def _is_image(path: Path, extensions: Iterable[str]) -> bool:
     return path.is_file() and path.suffix.lower().lstrip(".") in extensions
 
 
+def _identity_dirs(root: Path) -> list[Path]:
+    """The visible sub-folders of ``root`` in :func:`natural_key` order."""
+    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+    if not entries:
+        raise DataError(
+            f"data_root {root} is empty: it should hold one sub-folder of images per identity"
+        )
+    return sorted((p for p in entries if p.is_dir()), key=lambda p: natural_key(p.name))
+
+
+def duplicate_folders(root: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(kept, dropped)`` names of identity folders under ``root`` that resolve to one folder.
+
+    A symlink to another identity folder would otherwise become a second identity with the same
+    images (and the same person on both sides of the train/test split). Of each group the real
+    folder is kept (the first one in natural order when all are links); the others are dropped.
+    """
+    groups: dict[Path, list[Path]] = {}
+    for folder in _identity_dirs(Path(root)):
+        groups.setdefault(folder.resolve(), []).append(folder)
+    pairs = []
+    for folders in groups.values():
+        if len(folders) > 1:
+            kept = next((f for f in folders if not f.is_symlink()), folders[0])
+            pairs += [(kept.name, f.name) for f in folders if f != kept]
+    return sorted(pairs, key=lambda pair: natural_key(pair[1]))
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise DataError(
+            f"data_root {root} does not exist: point data_root at a folder holding one "
+            "sub-folder of images per identity"
+        )
+    if not root.is_dir():
+        raise DataError(f"data_root {root} is a file, not a folder of identity folders")
+
+
+def _shown(names: list[str], limit: int = 20) -> str:
+    extra = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {extra} more" if extra > 0 else "")
+
+
 def scan_identity_folders(
     root: str | os.PathLike,
     *,
@@ -121,25 +165,25 @@ def scan_identity_folders(
     Layout: ``root/<identity>/<image>``, one folder per person (VGGFace2, CASIA-WebFace, LFW's
     ``lfw/``, the ORL copy). Identities and files are sorted with :func:`natural_key`, so the
     result (and every split drawn from it) is the same on every machine. Hidden entries are
-    ignored; identity folders without images are skipped with a warning.
+    ignored; identity folders without images are skipped with a warning, and folders that
+    resolve to the same place (:func:`duplicate_folders`) are kept once, with a warning.
     """
     root = Path(root)
     extensions = {e.lower().lstrip(".") for e in extensions}
-    if not root.exists():
-        raise DataError(
-            f"data_root {root} does not exist: point data_root at a folder holding one "
-            "sub-folder of images per identity"
+    _check_root(root)
+    duplicates = duplicate_folders(root)
+    if duplicates:
+        warnings.warn(
+            f"identity folders in {root} resolve to the same folder and are kept once: "
+            + _shown([f"{kept} (kept) = {dropped} (left out)" for kept, dropped in duplicates]),
+            stacklevel=2,
         )
-    if not root.is_dir():
-        raise DataError(f"data_root {root} is a file, not a folder of identity folders")
-    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
-    if not entries:
-        raise DataError(
-            f"data_root {root} is empty: it should hold one sub-folder of images per identity"
-        )
+    dropped = {name for _, name in duplicates}
     tree: dict[str, list[str]] = {}
     empty: list[str] = []
-    for folder in sorted((p for p in entries if p.is_dir()), key=lambda p: natural_key(p.name)):
+    for folder in _identity_dirs(root):
+        if folder.name in dropped:
+            continue
         images = sorted(
             (
                 p.name
@@ -158,6 +202,5 @@ def scan_identity_folders(
             "expected root/<identity>/<image>, one sub-folder per person"
         )
     if empty:
-        shown = ", ".join(empty[:20]) + (f" and {len(empty) - 20} more" if len(empty) > 20 else "")
-        warnings.warn(f"skipping folders without images in {root}: {shown}", stacklevel=2)
+        warnings.warn(f"skipping folders without images in {root}: {_shown(empty)}", stacklevel=2)
     return tree

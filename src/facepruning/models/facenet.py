@@ -1,4 +1,6 @@
-"""The three face-recognition backbones of the two papers, built from torchvision's definitions.
+"""The face wrapper shared by the three backbones of the two papers, and their starting weights.
+
+The backbones (one module each, built from torchvision's definitions):
 
 - SqueezeNet 1.1 with a BatchNorm between every convolution and its ReLU and the first
   convolution's stride set to 1 for the small face crops (SqueezerFaceNet, arXiv 2307.10697;
@@ -18,40 +20,24 @@ transform (``loaders.BatchTransform``), which keeps the stem compatible with Ima
 The papers start from ImageNet weights. No package registry ships them for offline use, so the
 default here is training from scratch (``weights=None``); ``weights="imagenet"`` uses
 torchvision's download where one is possible, and ``weights=<path>`` loads a torchvision
-state-dict file downloaded elsewhere.
+state-dict file downloaded elsewhere (:func:`read_weights`, :func:`load_matching`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch_pruning as tp
 import torchvision
 from torch import nn
 from torch.nn import functional as F
-from torch.nn import init
-from torchvision.models.squeezenet import Fire
 
-from .errors import ModelError
+from ..errors import ModelError
 
-__all__ = [
-    "ARCHITECTURES",
-    "FaceNet",
-    "BNFire",
-    "squeezenet",
-    "mobilenet_v2",
-    "resnet50",
-    "build_model",
-    "count_parameters",
-    "count_macs",
-]
-
-log = logging.getLogger(__name__)
+__all__ = ["ARCHITECTURES", "FaceNet", "no_inplace", "read_weights", "load_matching"]
 
 ARCHITECTURES = ("squeezenet", "mobilenet_v2", "resnet50")
 
@@ -152,37 +138,7 @@ class FaceNet(nn.Module):
         return f"arch={self.arch!r}, num_classes={self.num_classes}"
 
 
-class BNFire(Fire):
-    """torchvision's Fire module with a BatchNorm between each convolution and its ReLU.
-
-    The convolutions keep torchvision's names (``squeeze``, ``expand1x1``, ``expand3x3``) so
-    ImageNet weights load onto them; the BatchNorms are ``squeeze_bn``, ``expand1x1_bn``,
-    ``expand3x3_bn``. The output is the concatenation ``[expand1x1, expand3x3]`` along channels.
-    """
-
-    def __init__(
-        self, inplanes: int, squeeze_planes: int, expand1x1_planes: int, expand3x3_planes: int
-    ) -> None:
-        super().__init__(inplanes, squeeze_planes, expand1x1_planes, expand3x3_planes)
-        self.squeeze_bn = nn.BatchNorm2d(squeeze_planes)
-        self.expand1x1_bn = nn.BatchNorm2d(expand1x1_planes)
-        self.expand3x3_bn = nn.BatchNorm2d(expand3x3_planes)
-        self.squeeze_activation = nn.ReLU()
-        self.expand1x1_activation = nn.ReLU()
-        self.expand3x3_activation = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.squeeze_activation(self.squeeze_bn(self.squeeze(x)))
-        return torch.cat(
-            [
-                self.expand1x1_activation(self.expand1x1_bn(self.expand1x1(x))),
-                self.expand3x3_activation(self.expand3x3_bn(self.expand3x3(x))),
-            ],
-            1,
-        )
-
-
-def _no_inplace(module: nn.Module) -> None:
+def no_inplace(module: nn.Module) -> None:
     # Hooks at the score points (the BatchNorm outputs) must see values that a following ReLU
     # does not overwrite in place.
     for m in module.modules():
@@ -190,136 +146,9 @@ def _no_inplace(module: nn.Module) -> None:
             m.inplace = False
 
 
-def squeezenet(*, num_classes: int, first_stride: int = 1, dropout: float = 0.5) -> FaceNet:
-    """SqueezeNet 1.1 as modified in arXiv 2307.10697 and 2405.18302.
-
-    Built from torchvision's ``squeezenet1_1``: a BatchNorm between every convolution and its
-    ReLU (the stem, every squeeze/expand convolution of the Fire modules, and the classifier
-    conv); the first convolution's stride is ``first_stride`` (1 in the papers for the 113x113
-    face crops; torchvision uses 2). The identity classifier is conv10 (1x1, 512 ->
-    ``num_classes``) + BN + ReLU followed by global average pooling; the descriptor is that
-    pooling's output (pool10), so logits and descriptor are the same tensor.
-
-    Layout: ``backbone.features`` = conv1, bn1, relu, maxpool, fire2, fire3, maxpool, fire4,
-    fire5, maxpool, fire6..fire9 (indices 0..13); ``backbone.classifier`` = dropout, conv10,
-    bn10, relu, avgpool (indices 0..4). About 1.24M parameters with 1000 classes.
-    """
-    if first_stride not in (1, 2):
-        raise ModelError(
-            f"first_stride must be 1 (the papers) or 2 (torchvision), not {first_stride}"
-        )
-    net = torchvision.models.squeezenet1_1(weights=None, num_classes=num_classes, dropout=dropout)
-    net.features = nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=3, stride=first_stride),
-        nn.BatchNorm2d(64),
-        nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-        BNFire(64, 16, 64, 64),
-        BNFire(128, 16, 64, 64),
-        nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-        BNFire(128, 32, 128, 128),
-        BNFire(256, 32, 128, 128),
-        nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-        BNFire(256, 48, 192, 192),
-        BNFire(384, 48, 192, 192),
-        BNFire(384, 64, 256, 256),
-        BNFire(512, 64, 256, 256),
-    )
-    final_conv = nn.Conv2d(512, num_classes, kernel_size=1)
-    net.classifier = nn.Sequential(
-        nn.Dropout(p=dropout),
-        final_conv,
-        nn.BatchNorm2d(num_classes),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d((1, 1)),
-    )
-    # torchvision's initialisation: Kaiming-uniform convolutions, small normal final conv.
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            if m is final_conv:
-                init.normal_(m.weight, mean=0.0, std=0.01)
-            else:
-                init.kaiming_uniform_(m.weight)
-            if m.bias is not None:
-                init.constant_(m.bias, 0)
-    _no_inplace(net)
-    config = {"first_stride": first_stride, "dropout": dropout}
-    return FaceNet(net, arch="squeezenet", num_classes=num_classes, config=config)
-
-
-def mobilenet_v2(*, num_classes: int, dropout: float = 0.2) -> FaceNet:
-    """MobileNetV2 (torchvision) with a ``num_classes`` Linear classifier (arXiv 2405.18302).
-
-    Descriptor: the 1280 globally pooled features before the classifier. About 3.5M parameters
-    with 1000 classes.
-    """
-    net = torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes, dropout=dropout)
-    _no_inplace(net)
-    return FaceNet(net, arch="mobilenet_v2", num_classes=num_classes, config={"dropout": dropout})
-
-
-def resnet50(*, num_classes: int) -> FaceNet:
-    """ResNet50 (torchvision) with a ``num_classes`` Linear ``fc`` (arXiv 2405.18302).
-
-    Descriptor: the 2048 globally pooled features before ``fc``. 25.6M parameters with 1000
-    classes, 23.5M without the classifier (the figure the paper quotes).
-    """
-    net = torchvision.models.resnet50(weights=None, num_classes=num_classes)
-    _no_inplace(net)
-    return FaceNet(net, arch="resnet50", num_classes=num_classes, config={})
-
-
-_BUILDERS = {"squeezenet": squeezenet, "mobilenet_v2": mobilenet_v2, "resnet50": resnet50}
-
-
-def build_model(
-    arch: str,
-    *,
-    num_classes: int,
-    weights: str | os.PathLike | None = None,
-    **kwargs: Any,
-) -> FaceNet:
-    """Build one of :data:`ARCHITECTURES` for ``num_classes`` identities.
-
-    ``kwargs`` go to the builder (``first_stride``, ``dropout`` for SqueezeNet; ``dropout`` for
-    MobileNetV2). ``weights`` chooses the initialisation of everything but the classifier:
-
-    - ``None`` (default): from scratch, torchvision's initialisation;
-    - ``"imagenet"``: torchvision's ImageNet-1k weights (IMAGENET1K_V1) through its download,
-      which needs internet access; without it a :class:`ModelError` says which file to fetch;
-    - a path to a torchvision state-dict file (``torch.load(weights_only=True)``).
-
-    Tensors are copied where name and shape match; the classifier, and for SqueezeNet the
-    BatchNorms torchvision's model lacks, keep their initialisation. What was loaded and what
-    was skipped (and why) is logged and kept in ``model.weights_report``.
-
-    Grayscale input is replicated to three channels by the data transform, so the RGB stem
-    (and ImageNet weights) are used unchanged.
-    """
-    if arch not in _BUILDERS:
-        raise ModelError(f"unknown architecture {arch!r}: choose one of {ARCHITECTURES}")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ModelError(f"num_classes must be a positive integer, not {num_classes!r}")
-    try:
-        model = _BUILDERS[arch](num_classes=num_classes, **kwargs)
-    except TypeError as e:
-        raise ModelError(f"bad keyword arguments for {arch}: {e}") from e
-    if weights is not None:
-        state = _read_weights(arch, weights)
-        model.weights_report = _load_matching(model, state)
-        rep = model.weights_report
-        log.info(
-            "%s: loaded %d tensors from %s; skipped %d: %s",
-            arch,
-            len(rep["loaded"]),
-            rep["source"],
-            len(rep["skipped"]),
-            rep["skipped"],
-        )
-    return model
-
-
-def _read_weights(arch: str, weights: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_weights(arch: str, weights: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict named by ``weights`` (``"imagenet"`` or a file path), with its source
+    under the key ``"__source__"``; :class:`ModelError` says what to do when it cannot be read."""
     if isinstance(weights, str) and weights == "imagenet":
         enum_name, member = _IMAGENET_WEIGHTS[arch].split(".")
         w = getattr(getattr(torchvision.models, enum_name), member)
@@ -360,7 +189,9 @@ def _squeezenet_key(key: str) -> str:
     return ".".join(parts)
 
 
-def _load_matching(model: FaceNet, state: Mapping[str, Any]) -> dict[str, Any]:
+def load_matching(model: FaceNet, state: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy the tensors of ``state`` whose name and shape match into ``model.backbone``, all but
+    the classifier's; return the report ``{"source", "loaded", "skipped", "unused"}``."""
     source = state.get("__source__", "?")
     src = {}
     for k, v in state.items():
@@ -391,29 +222,3 @@ def _load_matching(model: FaceNet, state: Mapping[str, Any]) -> dict[str, Any]:
         )
     model.backbone.load_state_dict(new_state, strict=False)
     return {"source": source, "loaded": loaded, "skipped": skipped, "unused": unused}
-
-
-def count_parameters(model: nn.Module, *, include_classifier: bool = True) -> int:
-    """Number of parameters; ``include_classifier=False`` leaves out ``classifier_modules()``."""
-    total = sum(p.numel() for p in model.parameters())
-    if include_classifier:
-        return total
-    if not hasattr(model, "classifier_modules"):
-        raise ModelError("include_classifier=False needs a FaceNet (with classifier_modules())")
-    seen = set()
-    for m in model.classifier_modules():
-        for p in m.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                total -= p.numel()
-    return total
-
-
-def count_macs(model: nn.Module, *, image_size: int) -> int:
-    """Multiply-accumulate operations of one forward pass on a ``3 x image_size x image_size``
-    image (torch_pruning's counter, on a copy of the model)."""
-    p = next(model.parameters())
-    x = torch.zeros(1, 3, image_size, image_size, device=p.device, dtype=p.dtype)
-    with torch.no_grad():
-        macs, _ = tp.utils.count_ops_and_params(model, x)
-    return int(macs)

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from .artifacts import load_torch, read_json
-from .errors import DataError, ParameterError
+from ..artifacts import load_torch, read_json
+from ..errors import DataError, ParameterError
 from .images import load_face
-from .manifest import BOX_COLUMNS, SPLITS, read_manifest
+from .manifest import BOX_COLUMNS, BOX_LINE_COLUMN, SPLITS, read_manifest
 
 __all__ = ["PreparedData", "load_prepared", "FaceDataset", "BatchTransform"]
 
@@ -101,6 +101,7 @@ class FaceDataset(Dataset):
         self._paths = list(rows["path"])
         has_boxes = all(c in rows.columns for c in BOX_COLUMNS)
         self._boxes = [tuple(b) for b in rows[list(BOX_COLUMNS)].to_numpy()] if has_boxes else None
+        self._box_sources = _box_sources(rows, prepared.info) if has_boxes else None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -117,8 +118,17 @@ class FaceDataset(Dataset):
                 channels=int(info["channels"]),
                 box=None if self._boxes is None else self._boxes[i],
                 enlarge=float(info.get("bbox_enlarge", 0.3)),
+                box_source="" if self._box_sources is None else self._box_sources[i],
             )
         return image, int(self.labels[i]), index
+
+
+def _box_sources(rows: pd.DataFrame, info: dict[str, Any]) -> list[str]:
+    """``file:line`` of each row's face box (for error messages), as far as it is known."""
+    bbox_file = str(info.get("parameters", {}).get("bbox_file", "")) or "the box file"
+    if BOX_LINE_COLUMN not in rows.columns:
+        return [bbox_file] * len(rows)
+    return [f"{bbox_file}:{int(n)}" for n in rows[BOX_LINE_COLUMN]]
 
 
 def _per_channel(values: float | Sequence[float], name: str) -> torch.Tensor:

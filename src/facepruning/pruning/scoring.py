@@ -1,8 +1,8 @@
 """Filter importance: the criteria that decide which channels the pruning loop removes.
 
-Scores are kept per :class:`~facepruning.surgery.ChannelGroup` (channels that must be removed
-together) as one value per channel; the lower, the less the loss is expected to change when the
-channel goes.
+Scores are kept per :class:`~facepruning.pruning.surgery.ChannelGroup` (channels that must be
+removed together) as one value per channel; the lower, the less the loss is expected to change
+when the channel goes.
 
 ``taylor_activation`` (default)
     Molchanov et al., "Pruning Convolutional Neural Networks for Resource Efficient Inference",
@@ -19,15 +19,25 @@ channel goes.
 ``l1_norm``
     Li et al., ICLR 2017: the sum of absolute filter weights. Data-free baseline.
 ``random``
-    Uniform random scores: the baseline any criterion must beat.
+    Uniform random scores in [0, 1) for every prunable channel: the baseline any criterion must
+    beat. They are never normalised per group (``normalize`` is ignored): dividing by a group's
+    L2 norm, about ``sqrt(width / 3)``, would make the channels of wide layers look weaker and
+    removal would no longer be uniform over channels.
+
+``none``
+    No criterion: the no-pruning control. Its loop trains, recalibrates and fine-tunes exactly as
+    a pruning run does, and removes nothing, so "pruned vs original" can be read against
+    "equally trained vs original". All its scores are 0.
 
 A group with several producers (a residual stream written by several blocks, MobileNetV2's
 expansion conv tied to its depthwise conv) gets the sum of its members' scores: removing one of
 its channels removes all of them at once, and first-order effects add.
 
-Scores come from hooks on the model itself (no copy). The activation hook keeps a detached view
-of the feature map only until its gradient arrives in the same backward pass, so memory does not
-grow with the number of mini-batches.
+Scores come from hooks on the model itself (no copy of the network). The activation hook keeps a
+copy of the feature map (not a view: torchvision's Bottleneck adds its identity in place into
+``bn3``'s output, ``out += identity``, and an in-place ReLU would overwrite it too, so a view read
+at backward time holds the modified values) only until its gradient arrives in the same backward
+pass, so memory does not grow with the number of mini-batches.
 """
 
 from __future__ import annotations
@@ -37,12 +47,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .errors import PruningError
+from ..errors import PruningError
+from ..parameters import CRITERIA
 from .surgery import ChannelGroup
 
 __all__ = ["CRITERIA", "ImportanceAccumulator", "normalize_per_group"]
-
-CRITERIA = ("taylor_activation", "taylor_weight", "l1_norm", "random")
 
 
 class ImportanceAccumulator:
@@ -105,7 +114,10 @@ class ImportanceAccumulator:
         def hook(module, inputs, output):
             if not (torch.is_grad_enabled() and output.requires_grad):
                 return
-            activation = output.detach()
+            # A copy, not output.detach(): a view shares storage with output, which later layers
+            # may modify in place (Bottleneck's ``out += identity``, an in-place ReLU) before the
+            # gradient arrives. The gradient hook below gets dL/d(output) as it was here.
+            activation = output.detach().clone()
             self._batch_size = output.shape[0]
 
             def on_grad(grad):
@@ -125,19 +137,19 @@ class ImportanceAccumulator:
             self._count += self._batch_size
         elif self.criterion == "taylor_weight":
             for group in self.groups:
-                self._sums[group.name] += self._weight_taylor(group).double().cpu()
+                self._sums[group.name] += self._weight_taylor(group)
             self._count += 1
         else:
             self._count += 1
 
     def _weight_taylor(self, group: ChannelGroup) -> torch.Tensor:
-        total = torch.zeros(group.size)
+        total = torch.zeros(group.size, dtype=torch.float64)  # float64: terms cancel in the sum
         for name in dict.fromkeys((*group.convs, *group.score_points)):  # conv, then its BN
             module = self._modules[name]
             for param in (module.weight, getattr(module, "bias", None)):
                 if param is None or param.grad is None:
                     continue
-                total += (param.detach() * param.grad).reshape(group.size, -1).sum(1).cpu()
+                total += (param.detach() * param.grad).reshape(group.size, -1).sum(1).double().cpu()
         return total.pow(2)
 
     # -- results -----------------------------------------------------------------------------
@@ -167,14 +179,20 @@ class ImportanceAccumulator:
         self.grad_scale = scale
 
     def scores(self, *, normalize: bool = False) -> dict[str, torch.Tensor]:
-        """Per-group channel scores (float64); ``normalize`` divides each group by its L2 norm."""
-        if self.criterion == "l1_norm":
-            scores = {g.name: self._l1(g) for g in self.groups}
-        elif self.criterion == "random":
-            scores = {
+        """Per-group channel scores (float64); ``normalize`` divides each group by its L2 norm.
+
+        ``random`` scores are uniform draws over all prunable channels and are returned as drawn
+        whatever ``normalize`` says: normalising them would favour removing wide layers.
+        """
+        if self.criterion == "none":
+            return {g.name: torch.zeros(g.size, dtype=torch.float64) for g in self.groups}
+        if self.criterion == "random":
+            return {
                 g.name: torch.rand(g.size, generator=self.generator, dtype=torch.float64)
                 for g in self.groups
             }
+        if self.criterion == "l1_norm":
+            scores = {g.name: self._l1(g) for g in self.groups}
         else:
             if self._count == 0:
                 raise PruningError(

@@ -1,0 +1,186 @@
+"""ONNX export of a (pruned) face network as an embedding model: image in, unit descriptor out.
+
+:func:`export_onnx` writes the network that verification uses, not the identity classifier:
+
+- input ``images``: float32 ``[N, 3, S, S]``, raw RGB values on the 0..255 scale (the model's
+  ``image_size`` S, any batch size N); the ``(x - mean) / std`` normalisation of training is
+  inside the graph, so a user only resizes and crops (see the metadata);
+- output ``descriptors``: float32 ``[N, D]``, L2-normalised, so the cosine similarity of two
+  faces is the dot product of their descriptors.
+
+The file's ``metadata_props`` (strings; lists as JSON) say how to prepare an image and where the
+model comes from: ``image_size``, ``resize`` (shortest side before the centre crop), ``crop``
+(``center``), ``pixel_mean``, ``pixel_std``, ``pixel_range``, ``channels`` (when known: 1 for
+a network trained on grayscale faces), ``grayscale`` (replicate to three channels), ``arch``,
+``criterion``, ``filters_removed_pct``, ``parameters``, ``descriptor_size``, and
+``eer_threshold`` when the model's evaluation stored one.
+
+The same model gives the same bytes (no paths, dates or doc strings in the file), and the file
+is written atomically (:mod:`facepruning.artifacts`). Export needs the ``onnx`` package.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import __version__, artifacts
+from .errors import ModelError
+from .models import FaceNet, count_parameters
+
+__all__ = ["EmbeddingNet", "export_onnx", "preprocessing", "onnx_metadata"]
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "descriptors"
+_REQUIRED = ("image_size", "pixel_mean", "pixel_std")
+
+
+class EmbeddingNet(nn.Module):
+    """``FaceNet.embed`` with the input normalisation in front and L2 normalisation behind:
+    raw 0..255 RGB ``[N, 3, S, S]`` -> unit descriptors ``[N, D]``."""
+
+    def __init__(self, model: FaceNet, *, pixel_mean: Any, pixel_std: Any) -> None:
+        super().__init__()
+        self.model = model
+        mean = torch.as_tensor(pixel_mean, dtype=torch.float32).flatten()
+        std = torch.as_tensor(pixel_std, dtype=torch.float32).flatten()
+        self.register_buffer("mean", mean.expand(3).reshape(1, 3, 1, 1).clone())
+        self.register_buffer("std", std.expand(3).reshape(1, 3, 1, 1).clone())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.embed((images - self.mean) / self.std), dim=1)
+
+
+def preprocessing(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The image preparation a model expects, from its saved meta (:class:`ModelError` names
+    what is missing)."""
+    missing = [k for k in _REQUIRED if meta.get(k) is None]
+    if missing:
+        raise ModelError(
+            f"the model's meta lacks {missing}: pass meta={{'image_size': ..., 'pixel_mean': "
+            "[r, g, b], 'pixel_std': [r, g, b]}} (0..255 scale), as the train stage stores them"
+        )
+    size = int(meta["image_size"])
+    return {
+        "image_size": size,
+        "resize": int(meta.get("resize") or size),
+        "crop": "center",
+        "pixel_mean": [float(v) for v in torch.as_tensor(meta["pixel_mean"]).flatten()],
+        "pixel_std": [float(v) for v in torch.as_tensor(meta["pixel_std"]).flatten()],
+        "pixel_range": "RGB float 0..255, NCHW",
+        "channels": int(meta["channels"]) if meta.get("channels") else None,
+        "grayscale": "replicate to 3 channels",
+    }
+
+
+def onnx_metadata(model: FaceNet, meta: Mapping[str, Any]) -> dict[str, str]:
+    """The ``metadata_props`` of the exported file: preprocessing and provenance, as strings."""
+    values = {
+        **preprocessing(meta),
+        "arch": model.arch,
+        "criterion": meta.get("criterion"),
+        "filters_removed_pct": meta.get("filters_removed_pct"),
+        "parameters": count_parameters(model),
+        "descriptor_size": model.descriptor_size,
+        "num_classes": model.num_classes,
+        "eer_threshold": meta.get("eer_threshold"),
+        "input": INPUT_NAME,
+        "output": f"{OUTPUT_NAME} (L2-normalised; cosine similarity = dot product)",
+        "facepruning_version": __version__,
+    }
+    out = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        out[key] = value if isinstance(value, str) else json.dumps(artifacts.jsonable(value))
+    return out
+
+
+def _resolve(model_or_path: Any, meta: Mapping[str, Any] | None) -> tuple[FaceNet, dict]:
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from .pruning.surgery import load_model  # torch-pruning loads only when needed
+
+        model, saved = load_model(model_or_path)
+        return model, {**saved, **(meta or {})}
+    if not isinstance(model_or_path, FaceNet):
+        raise ModelError(
+            f"export_onnx needs a FaceNet or a save_model() file, not "
+            f"{type(model_or_path).__name__}"
+        )
+    return model_or_path, dict(meta or {})
+
+
+def _export_bytes(net: nn.Module, size: int, opset: int) -> bytes:
+    buffer = io.BytesIO()
+    example = torch.zeros(1, 3, size, size)
+    with warnings.catch_warnings(), torch.no_grad():
+        # torch >= 2.9 defaults to the torch.export-based exporter, which needs onnxscript; the
+        # TorchScript exporter handles these CNNs and warns that it is deprecated.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net,
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def _finish(data: bytes, metadata: Mapping[str, str]) -> bytes:
+    """Add the metadata and drop every doc string (they can carry source paths)."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise ModelError("ONNX export needs the onnx package: pip install onnx") from e
+    proto = onnx.load_from_string(data)
+    proto.doc_string = ""
+    proto.graph.doc_string = ""
+    for node in proto.graph.node:
+        node.doc_string = ""
+    del proto.metadata_props[:]
+    for key, value in sorted(metadata.items()):
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString(deterministic=True)
+
+
+def export_onnx(
+    model_path_or_model: str | os.PathLike | FaceNet,
+    out_path: str | os.PathLike,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    opset: int = 17,
+) -> dict[str, str]:
+    """Write the embedding network of a :func:`~facepruning.pruning.save_model` file (or of a
+    :class:`FaceNet`) to ``out_path`` as ONNX; return the metadata written into it.
+
+    ``meta`` adds to (or, for a model object, gives) the saved meta: ``image_size``,
+    ``pixel_mean`` and ``pixel_std`` are required, ``resize``, ``channels``, ``criterion``,
+    ``filters_removed_pct`` and ``eer_threshold`` are passed on when present. The model itself
+    is not changed (a CPU float32 copy in eval mode is exported).
+    """
+    model, full_meta = _resolve(model_path_or_model, meta)
+    metadata = onnx_metadata(model, full_meta)
+    prep = preprocessing(full_meta)
+    net = EmbeddingNet(
+        copy.deepcopy(model).cpu().float().eval(),
+        pixel_mean=prep["pixel_mean"],
+        pixel_std=prep["pixel_std"],
+    ).eval()
+    data = _finish(_export_bytes(net, prep["image_size"], opset), metadata)
+    artifacts.write_bytes(out_path, data)
+    return metadata
