@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test lint bench clean-nbval
+.PHONY: install repro test lint bench pull clean-nbval
 
 install: $(STAMP)
 
@@ -33,6 +33,13 @@ test: lint clean-nbval
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+
+## Fetch data and models from the project's DVC remote, or say how to get them without one.
+pull: $(STAMP)
+	@if $(BIN)/dvc remote default >/dev/null 2>&1; then $(BIN)/dvc pull; else \
+	  echo "make pull: no DVC remote is configured, so there is nothing to pull from. Add the one" \
+	    "that holds the models (dvc remote add -d storage URL; docs/USING_MODELS.md) or build" \
+	    "everything here with: make repro" >&2; exit 1; fi
 
 ## Benchmarks: measure and report, never fail on a slow machine.
 bench: $(STAMP)

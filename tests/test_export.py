@@ -73,7 +73,8 @@ def test_onnx_matches_torch(arch, pruned, tmp_path):
         got = session.run(None, {"images": x.numpy()})[0]
         ref = torch_descriptors(model, x)
         diff = float(np.abs(got - ref).max())
-        print(f"{arch} {'pruned' if pruned else 'unpruned'} batch {n}: max |onnx - torch| {diff:.2e}")
+        state = "pruned" if pruned else "unpruned"
+        print(f"{arch} {state} batch {n}: max |onnx - torch| {diff:.2e}")
         assert got.shape == (n, model.descriptor_size)
         assert diff < 1e-4
         np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
@@ -175,7 +176,8 @@ def test_verify_and_similarity(tmp_path):
     s = face.similarity(paths[0], paths[2])
     d = face.embed([paths[0], paths[2]])
     assert face.similarity(d[0], d[1]) == pytest.approx(s, abs=1e-6)
-    assert facepruning.load_embedder(tmp_path / "m.pt", threshold=s + 1e-3).verify(*paths[::2]) is False
+    strict = facepruning.load_embedder(tmp_path / "m.pt", threshold=s + 1e-3)
+    assert strict.verify(paths[0], paths[2]) is False
     assert facepruning.load_embedder(tmp_path / "m.pt", threshold=s - 1e-3).verify(*paths[::2])
     no_threshold = {k: v for k, v in META.items() if k != "eer_threshold"}
     save_model(tmp_path / "n.pt", prepared("squeezenet", pruned=False), meta=no_threshold)

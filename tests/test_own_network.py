@@ -115,3 +115,40 @@ def test_a_plain_network_must_name_its_classifier():
         prunable_groups(model)
     # ignored=[] prunes everything (here nothing feeds a fixed output but the Linear)
     assert len(prunable_groups(model, ignored=[])) == 4
+
+
+def test_the_loop_prunes_a_plain_network_to_multiples():
+    from synthetic import TinyFaces, transforms
+
+    from facepruning.errors import PruningError
+    from facepruning.parameters import PruneParameters
+    from facepruning.pruning import prune_iteratively
+
+    torch.manual_seed(0)
+    model = ConcatResidual(classes=4)
+    config = PruneParameters(
+        filters_per_step=3,
+        max_steps=2,
+        score_batches=1,
+        batch_size=8,
+        finetune_epochs=0,
+        final_finetune_epochs=0,
+        channel_multiple=2,
+    )
+    train_tf, _ = transforms()
+    args = dict(
+        train_set=TinyFaces(),
+        train_transform=train_tf,
+        evaluate=lambda net: {},
+        example_input=torch.zeros(1, 3, 16, 16),
+        config=config,
+        progress=False,
+        ignored=[model.fc],
+    )
+    with pytest.raises(PruningError, match="checkpoint_dir=None"):
+        prune_iteratively(model, checkpoint_dir="unused", **args)
+    result = prune_iteratively(model, **args)
+    first, last = result.layers[0]["sizes"], result.layers[-1]["sizes"]
+    assert sum(first.values()) - sum(last.values()) >= 2 * 3
+    assert all(n % 2 == 0 for n in last.values())
+    assert model.fc.out_features == 4

@@ -79,3 +79,141 @@ def test_metric_grid_layout():
     plt.close(fig)
     with pytest.raises(ValueError, match="2 x columns for 1 metrics"):
         plots.metric_grid(_history(), metrics=["t1/eer"], x=["params", "macs"])
+
+
+# --------------------------------------------------------------------------------------------
+# figures with intervals
+# --------------------------------------------------------------------------------------------
+def _intervals() -> pd.DataFrame:
+    """analysis.interval_table-like rows: a run, its control (nothing removed), two metrics."""
+    rows = []
+    for run, slope in (("sq-taylor", 0.001), ("sq-control", 0.0)):
+        for step in range(4):
+            stages = ["original"] if step == 0 else ["pruned", "finetuned"]
+            stages += ["final"] if step == 3 else []
+            for stage in stages:
+                pct = 0.0 if run == "sq-control" else 10.0 * step
+                for metric in ("t1/eer", "t1/tar@far=0.01"):
+                    e = 0.2 + slope * pct * (2 if stage == "pruned" else 1)
+                    rows.append(
+                        (run, step, stage, pct, 1e6 - 1e5 * step, metric, e, e - 0.02, e + 0.02)
+                    )
+    cols = [
+        "run",
+        "step",
+        "stage",
+        "filters_removed_pct",
+        "params",
+        "metric",
+        "estimate",
+        "low",
+        "high",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_interval_curves_draw_bands_control_and_tolerance():
+    fig = plots.interval_curves(
+        _intervals(),
+        metrics=["t1/eer", "t1/tar@far=0.01"],
+        runs={"squeezenet": "sq-taylor", "missing": "nope"},
+        controls={"squeezenet": "sq-control"},
+        tolerance={"t1/eer": 0.02},
+    )
+    axes = np.array(fig.axes).reshape(2, 2)
+    eer = axes[0][0]
+    labels = eer.get_legend_handles_labels()[1]
+    for label in ("pruned", "pruned + fine-tuned", "control (nothing removed)", "original network"):
+        assert label in labels
+    assert "tolerance (+0.02)" in labels
+    assert "tolerance (+0.02)" not in axes[1][0].get_legend_handles_labels()[1]  # TAR: no band
+    lines = {line.get_label(): line for line in eer.get_lines()}
+    pruned, tuned = lines["pruned"], lines["pruned + fine-tuned"]
+    assert pruned.get_linestyle() == "-" and pruned.get_marker() == "o"
+    assert tuned.get_linestyle() == "--" and tuned.get_marker() == "s"
+    assert list(pruned.get_xdata()) == [0.0, 10.0, 20.0, 30.0]
+    # the control is drawn at the pruned run's share of each step (it removes nothing itself)
+    assert list(lines["control (nothing removed)"].get_xdata()) == [0.0, 10.0, 20.0, 30.0]
+    # one shaded band per stage curve of the run (the control has error bars instead)
+    from matplotlib.collections import PolyCollection
+
+    fills = [c for c in eer.collections if isinstance(c, PolyCollection)]
+    assert len(fills) == 2
+    assert axes[0][1].texts[0].get_text() == "not measured"
+    assert axes[0][0].get_ylabel() == "EER, 1-image templates"
+    assert axes[1][0].get_xlabel() == "filters removed (%)"
+    assert len(fig.legends) == 1
+    plt.close(fig)
+
+
+def test_palette_is_colour_blind_safe_and_labels_readable():
+    fig = plots.interval_curves(_intervals(), metrics=["t1/eer"], runs={"sq": "sq-taylor"})
+    ax = fig.axes[0]
+    colors = {line.get_color() for line in ax.get_lines() if line.get_label().startswith("pruned")}
+    assert colors == {plots.OKABE_ITO[0]}
+    assert min(t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()) >= 8
+    plt.close(fig)
+
+
+def test_criteria_curves_and_forest():
+    table = _intervals()
+    fig = plots.criteria_curves(
+        table, metric="t1/eer", runs={"taylor": "sq-taylor", "none": "sq-control"}
+    )
+    pruned_ax, tuned_ax = fig.axes[:2]
+    assert pruned_ax.get_title() == "pruned" and tuned_ax.get_title() == "pruned + fine-tuned"
+    assert [line.get_label() for line in pruned_ax.get_lines()] == ["taylor", "none"]
+    plt.close(fig)
+    frame = pd.DataFrame(
+        {"name": ["a", "b"], "estimate": [0.1, -0.1], "low": [0.05, -0.2], "high": [0.2, 0.0]}
+    )
+    fig = plots.interval_forest(frame, label="name", xlabel="difference")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert ax.get_xlabel() == "difference" and ax.get_lines()[-1].get_xdata()[0] == 0.0
+    plt.close(fig)
+
+
+def test_null_comparison_marks_runs_inside_and_outside():
+    frame = pd.DataFrame(
+        {"run": ["taylor", "random"], "rho": [0.9, 0.1], "low": [-0.3, -0.3], "high": [0.4, 0.4]}
+    )
+    fig = plots.null_comparison(frame)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines["observed, outside"].get_xdata()) == [0.9]
+    assert list(lines["observed, inside"].get_xdata()) == [0.1]
+    plt.close(fig)
+
+
+def test_layer_bars_and_descriptor_sizes():
+    layers = pd.DataFrame({0: [64, 128, 256], 1: [60, 100, 150], 2: [50, 90, 80]})
+    fig = plots.layer_bars({"net": layers})
+    ax = fig.axes[0]
+    assert [c.get_label() for c in ax.containers] == [
+        "start (step 0)",
+        "after step 1",
+        "after step 2",
+    ]
+    assert [b.get_height() for b in ax.containers[-1]] == [50, 90, 80]
+    plt.close(fig)
+    hist = _history().assign(descriptor_size=lambda f: 512 - 10 * f["step"])
+    fig = plots.descriptor_sizes(hist, col_order=["squeezenet", "resnet50"])
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["squeezenet", "resnet50"]
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == [512, 502, 492, 482]
+    plt.close(fig)
+
+
+def test_training_curves_loss_axis_is_logarithmic():
+    hist = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [3.0, 1.0, 0.3],
+            "val_loss": [3.1, 1.5, 1.0],
+            "train_acc": [0.1, 0.5, 0.9],
+            "val_acc": [0.1, 0.4, 0.6],
+            "lr": [0.01, 0.01, 0.001],
+        }
+    )
+    fig = plots.training_curves(hist)
+    assert fig.axes[0].get_yscale() == "log" and "log" in fig.axes[0].get_ylabel()
+    plt.close(fig)

@@ -22,7 +22,6 @@ def _interval(est, low, high):
 SYNTHETIC = {
     "schema": 2,
     "eer_tolerance": 0.02,
-    "level": 0.95,
     "main_runs": {"squeezenet": "squeezenet-taylor_activation"},
     "networks": {
         "squeezenet": {

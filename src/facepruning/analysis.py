@@ -79,12 +79,14 @@ __all__ = [
     "squeezerfacenet_pick",
     "layer_width_table",
     "curve_table",
+    "layer_steps_table",
     "summarize",
     "write_summary",
     "fmt_interval",
     "check_histories",
     "run_inventory",
     "baseline_table",
+    "claims_table",
 ]
 
 HISTORY_SUFFIX = "_history.csv"
@@ -121,8 +123,10 @@ class PruneRun:
 
 
 def variant_label(criterion: str, normalize_scores: bool) -> str:
-    """The display label of a run: ``criterion``, plus " (unnormalised)" without normalisation."""
-    return criterion if normalize_scores else f"{criterion} (unnormalised)"
+    """The display label of a run: ``criterion``, plus " (unnormalised)" for a ranking criterion
+    run without normalisation (random and the control never normalise, so they need no mark)."""
+    unscaled = not normalize_scores and criterion not in ("random", CONTROL_CRITERION)
+    return f"{criterion} (unnormalised)" if unscaled else criterion
 
 
 def _run_description(path: Path, key: str) -> dict:
@@ -1114,10 +1118,9 @@ def _network_entry(
         cat = _same_step_row(reps.scores[control], *at_final) if control in reps.scores else None
         if cat is not None and reps.has(run.key, metric):
             iv = reps.diff((run.key, at_final), (control, cat), metric, level)
-            item["vs_control"], item["vs_control_ci"] = (
-                finite_or_none(iv.estimate),
-                _ci(iv.low, iv.high),
-            )
+            if metric == "t1/eer":  # the others: networks.csv only (analysis.json stays short)
+                item["vs_control"] = finite_or_none(iv.estimate)
+                item["vs_control_ci"] = _ci(iv.low, iv.high)
             rows.append(
                 {"arch": arch, "metric": metric, "row": "final_minus_control", **iv.as_dict()}
             )
@@ -1320,11 +1323,11 @@ def summarize(
     """Everything the analysis reports, from the loaded runs, their scores and ``claims``
     (:func:`judge_claims`). ``compact`` (``metrics/analysis.json``, :data:`SCHEMA`)::
 
-        schema, eer_tolerance, level, main_runs {arch: run}
+        schema, eer_tolerance, main_runs {arch: run}
         networks.<arch>: run, control, converged, filters_removed_pct, holds_to_pct,
             params / macs / descriptor: [original, final],
-            t1_eer / t5_eer / t1_tar_far1: {original, original_ci, final, final_ci,
-                                            vs_control, vs_control_ci}
+            t1_eer / t5_eer / t1_tar_far1: {original, original_ci, final, final_ci},
+                and for t1_eer also vs_control, vs_control_ci
         criteria: metric, stage, reference, shares,
             variants.<variant>: {run, mean, diff, diff_ci}   (diff: minus the reference)
         squeezerfacenet: run, step, stage, metric, params, params_saved_pct,
@@ -1332,10 +1335,13 @@ def summarize(
         claims.<C1..C7>: verdict, estimate, ci, metric
 
     ``*_ci`` are ``[low, high]`` (``level`` identity-bootstrap percentile intervals; None
-    without scores); ``vs_control`` is the final row minus the control at the same step, paired.
+    without scores), lists, which ``dvc metrics show`` leaves out: it lists about 50 numbers for
+    three networks and five criteria. ``vs_control`` is the final row minus the control at the
+    same step, paired (for every metric in the ``networks`` table).
     ``tables``: ``intervals`` (:func:`interval_table`), ``networks``, ``criteria``, ``claims``,
-    ``layers`` (:func:`layer_width_table`), and per network ``curves_<arch>`` (one row per step:
-    filters removed, then ``<metric>_<stage>`` and ``<metric>_control`` columns, for dvc plots).
+    ``layers`` (:func:`layer_width_table`); for ``dvc plots``: per network ``curves_<arch>``
+    (:func:`curve_table`) and ``layers_<arch>`` (:func:`layer_steps_table`), and
+    ``criteria_curves`` (one column per SqueezeNet run: its EER at the matched shares).
     """
     main = dict(main_runs(runs, arch_order=arch_order) if main is None else main)
     controls = control_runs(runs) if controls is None else controls
@@ -1356,7 +1362,6 @@ def summarize(
     compact = {
         "schema": SCHEMA,
         "eer_tolerance": tolerance,
-        "level": level,
         "main_runs": main,
         "networks": networks,
         "criteria": criteria or None,
@@ -1372,7 +1377,31 @@ def summarize(
     }
     for arch, key in main.items():
         tables[f"curves_{arch}"] = curve_table(runs[key], runs.get(controls.get(arch, "")))
+        if runs[key].layers is not None:
+            tables[f"layers_{arch}"] = layer_steps_table(runs[key].layers)
+    if len(criteria_table):
+        shares = criteria_table[~criteria_table["share"].str.startswith("mean")]
+        wide = shares.pivot(index="share", columns="run", values="estimate")
+        wide.index = wide.index.astype(float).rename("filters_removed_pct")
+        tables["criteria_curves"] = wide.sort_index().reset_index()
     return Summary(compact, tables)
+
+
+def layer_steps_table(layers: pd.DataFrame) -> pd.DataFrame:
+    """Filters per layer group at the start, the middle step and the end (columns ``layer``
+    (position, input first), ``group``, ``start``, ``middle``, ``end``): fixed column names for
+    ``dvc plots`` whatever the number of steps."""
+    t = layers[sorted(layers.columns)]
+    cols = list(t.columns)
+    return pd.DataFrame(
+        {
+            "layer": np.arange(len(t)),
+            "group": t.index.astype(str),
+            "start": t[cols[0]].to_numpy(),
+            "middle": t[cols[len(cols) // 2]].to_numpy(),
+            "end": t[cols[-1]].to_numpy(),
+        }
+    )
 
 
 def curve_table(run: PruneRun, control: PruneRun | None = None) -> pd.DataFrame:
@@ -1490,3 +1519,21 @@ def baseline_table(
             row["converged"] = t.get("converged", "not recorded")
         rows.append(row)
     return pd.DataFrame(rows).set_index("network") if rows else pd.DataFrame()
+
+
+def claims_table(claims: Mapping[str, Mapping]) -> pd.DataFrame:
+    """The closing table of notebook 04 from ``summarize(...).compact["claims"]``: per claim
+    what the papers report, the verdict, "estimate [95% interval]" and what was measured."""
+    rows = [
+        {
+            "claim": cid,
+            "the papers report": CLAIMS.get(cid, cid),
+            "verdict": c["verdict"],
+            "ours: estimate [95% interval]": fmt_interval(
+                c["estimate"], *(c["ci"] or [None, None]), sign=True
+            ),
+            "measured as": c["metric"],
+        }
+        for cid, c in claims.items()
+    ]
+    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()

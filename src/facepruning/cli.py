@@ -14,6 +14,9 @@ default and meaning). Under ``torchrun`` train and prune run data-parallel::
     python -m facepruning train --params params.yaml --section train --set arch=resnet50
     torchrun --standalone --nproc_per_node=4 -m facepruning prune --params params-paper.yaml \\
         --section prune --set arch=squeezenet criterion=taylor_activation
+
+``readme`` (run by ``make repro`` after ``dvc repro``) regenerates README.md's result blocks from
+metrics/analysis.json (:mod:`facepruning.readme`); ``--check`` only fails when they are stale.
 """
 
 from __future__ import annotations
@@ -80,9 +83,9 @@ def _run_stage(args: argparse.Namespace) -> None:
 
 
 def _readme(args: argparse.Namespace) -> None:
-    from .readme import update_readme  # no analysis or plotting code
-
-    changed = update_readme(args.readme, args.metrics, check=args.check)
+    # imported by name, like the stages: the pipeline's stages do not depend on this module
+    readme = importlib.import_module(f"{__package__}.readme")
+    changed = readme.update_readme(args.readme, args.metrics, check=args.check)
     state = "updated" if changed else "up to date"
     print(f"facepruning readme: {args.readme} {state} from {args.metrics}")
 

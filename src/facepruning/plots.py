@@ -574,8 +574,11 @@ def compare_curves(
 # --------------------------------------------------------------------------------------------
 # figures with identity-bootstrap intervals (tables of analysis.interval_table)
 # --------------------------------------------------------------------------------------------
-def _band_line(ax, rows: pd.DataFrame, x: str, color, stage: str, label: str, **kw) -> None:
-    """One curve of ``rows`` (columns ``x``, estimate, low, high) with its interval band."""
+def _band_line(
+    ax, rows: pd.DataFrame, x: str, color, stage: str, label: str, band: str = "fill", **kw
+) -> None:
+    """One curve of ``rows`` (columns ``x``, estimate, low, high) with its interval, as a shaded
+    band (``band="fill"``) or as error bars (``"bars"``)."""
     rows = rows.sort_values([x, "step"], kind="mergesort")
     ax.plot(
         rows[x],
@@ -587,8 +590,12 @@ def _band_line(ax, rows: pd.DataFrame, x: str, color, stage: str, label: str, **
         label=label,
         **kw,
     )
-    if rows["low"].notna().any():
+    if rows["low"].notna().any() and band == "fill":
         ax.fill_between(rows[x], rows["low"], rows["high"], color=color, alpha=0.15, lw=0)
+    elif rows["low"].notna().any():  # error bars: a reference drawn over other bands
+        err = np.abs(rows[["low", "high"]].to_numpy().T - rows["estimate"].to_numpy())
+        ax.errorbar(rows[x], rows["estimate"], yerr=np.nan_to_num(err), fmt="none",
+                    ecolor=color, elinewidth=0.8, capsize=2)  # fmt: skip
 
 
 def _chain_rows(frame: pd.DataFrame, stage: str) -> pd.DataFrame:
@@ -656,13 +663,13 @@ def interval_curves(
                 crows["_x"] = crows["step"].map(at)
                 crows = crows[crows["_x"].notna()]
                 _band_line(ax, crows, "_x", REFERENCE, "finetuned", "control (nothing removed)",
-                           ls="-.", marker="d")  # fmt: skip
+                           band="bars", ls="-.", marker="d")  # fmt: skip
             original = mine[mine["stage"] == "original"]
             if len(original):
                 ref = float(original["estimate"].iloc[0])
                 ax.axhline(ref, color=REFERENCE, lw=0.9, ls=":", label="original network")
                 if tolerance and metric in tolerance:
-                    ax.axhspan(ref, ref + tolerance[metric], color=REFERENCE, alpha=0.12, lw=0,
+                    ax.axhspan(ref, ref + tolerance[metric], color=OKABE_ITO[6], alpha=0.3, lw=0,
                                label=f"tolerance (+{tolerance[metric]:g})")  # fmt: skip
             if i == 0:
                 ax.set_title(str(key))
@@ -712,7 +719,9 @@ def criteria_curves(
             title=STAGE_LABEL.get(stage, stage),
         )
     axes[0][0].set_ylabel(METRIC_LABELS.get(metric, metric))
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    handles, labels = axes[0][0].get_legend_handles_labels()  # one colour per run
+    handles = [plt.Line2D([], [], color=h.get_color(), lw=2) for h in handles]
+    axes[0][-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

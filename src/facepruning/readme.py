@@ -58,8 +58,14 @@ def _count(value) -> str:
     return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{int(value):,}"
 
 
-def _before_after(pair, fmt=_count) -> str:
-    return "n/a" if not pair else f"{fmt(pair[0])} → {fmt(pair[1])}"
+def _before_after(pair, fmt=None) -> str:
+    """``"743,834 → 191,608"``; both in millions when the larger is (``"23.57M → 0.65M"``)."""
+    if not pair or any(v is None for v in pair):
+        return "n/a"
+    if fmt is None:
+        millions = max(pair) >= 1e6
+        fmt = (lambda v: f"{v / 1e6:.2f}M") if millions else (lambda v: f"{int(v):,}")
+    return f"{fmt(pair[0])} → {fmt(pair[1])}"
 
 
 def _metric(item: Mapping | None, key: str = "original", with_ci: bool = True) -> str:

@@ -77,6 +77,7 @@ def run(params: TrainParameters | None = None, /, **given: Any) -> TrainRun:
         "num_classes": inputs.data.num_classes,
         "image_size": inputs.image_size,
         "resize": int(inputs.data.info["resize"]),
+        "channels": int(inputs.data.info["channels"]),  # 1: grayscale training images
         "pixel_mean": inputs.pixel_mean,
         "pixel_std": inputs.pixel_std,
         "random_crop": p.random_crop,
