@@ -100,19 +100,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="build/nbval/data/processed")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--channels", type=int, default=64, help="channels sampled per group")
+    parser.add_argument("--channels", type=int, default=32, help="channels sampled per group")
     args = parser.parse_args()
     torch.manual_seed(0)
     out = Path("build/group_score_form")
     results = {}
     for arch in ("mobilenet_v2", "resnet50"):
         model, origin = baseline(arch, args.data, args.epochs, out)
-        model = model.double().eval()
+        model = model.eval()
         data = train.training_data(args.data)
         images, labels, _ = next(
-            iter(torch.utils.data.DataLoader(data.train_set, batch_size=64, shuffle=False))
+            iter(torch.utils.data.DataLoader(data.train_set, batch_size=32, shuffle=False))
         )
-        x = data.eval_transform(images, None).double()
+        x = data.eval_transform(images, None)
         groups = prunable_groups(model, example_input=x[:1])
         rows = measure(
             model, groups, x, labels, channels=args.channels, rng=np.random.default_rng(0)

@@ -177,4 +177,4 @@ def test_run_notebook_turns_a_notebook_parameter_error_into_one_line(tmp_path):
     notebook = ROOT / "notebooks" / NOTEBOOKS["prepare"]
     with pytest.raises(ParameterError, match="seed='x' is not a whole number"):
         # run_notebook refuses undeclared names itself; the type check runs in the kernel
-        run_notebook(notebook, tmp_path / "out.ipynb", parameters={"seed": "x"}, cwd=tmp_path)
+        run_notebook(notebook, tmp_path / "out.ipynb", parameters={"seed": "x"}, cwd=ROOT)

@@ -16,6 +16,7 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(reference.RECORD_VARIABLE, raising=False)  # also under a recording run
     return tmp_path
 
 
