@@ -697,7 +697,9 @@ def _unjudged(cid: str, metric: str, threshold: float, reason: str) -> dict:
 
 def _combine(cid: str, entries: Sequence[dict], threshold: float, what: str) -> dict:
     """All-networks verdict: holds if it holds for every entry, refuted if refuted for any,
-    else inconclusive; the numbers are those of the entry with the largest upper end."""
+    else inconclusive. The numbers shown are those of an entry that decides it (one whose own
+    verdict is the overall one; of those, the largest upper end), so that the estimate and
+    interval beside the verdict agree with it."""
     if not entries:
         return _unjudged(cid, "", threshold, f"no run to judge ({what})")
     verdicts = [e["verdict"] for e in entries]
@@ -708,7 +710,8 @@ def _combine(cid: str, entries: Sequence[dict], threshold: float, what: str) -> 
         if all(v == "holds" for v in verdicts)
         else "inconclusive"
     )
-    worst = max(entries, key=lambda e: e["high"] if math.isfinite(e["high"]) else math.inf)
+    deciding = [e for e in entries if e["verdict"] == overall] or list(entries)
+    worst = max(deciding, key=lambda e: e["high"] if math.isfinite(e["high"]) else math.inf)
     names = ", ".join(f"{e['id']}: {e['verdict']}" for e in entries)
     return {
         **worst,

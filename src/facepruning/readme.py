@@ -79,8 +79,8 @@ def _results(a: Mapping) -> str:
     lines = [
         "| network | parameters | filters removed | EER, 1-image: before → final [95% interval] "
         "| TAR at FAR = 1%, 1-image | EER, 5-image | descriptor size | 1-image EER minus the "
-        "equally trained control | holds within +"
-        f"{tol:g} EER to |",
+        "equally trained control | pruned, 1-image EER within +"
+        f"{tol:g} up to |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for arch, n in a["networks"].items():
@@ -104,8 +104,9 @@ def _results(a: Mapping) -> str:
     if pick:
         lines += [
             "",
-            f"SqueezerFaceNet pick (the smallest SqueezeNet whose 1-image EER stays within "
-            f"+{tol:g} of the original at every step up to it): step {pick['step']} "
+            f"SqueezerFaceNet pick (the smallest SqueezeNet whose 1-image EER, as pruned or after "
+            f"fine-tuning, stays within +{tol:g} of the original at every step up to it): step "
+            f"{pick['step']} "
             f"({pick['stage']}), {_count(pick['params'])} parameters "
             f"({_num(pick['params_saved_pct'], '.1f')}% fewer), "
             f"{_num(pick['filters_removed_pct'], '.1f')}% of filters removed, EER "
