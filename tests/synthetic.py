@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from facepruning.data import BatchTransform
@@ -29,3 +30,15 @@ class TinyFaces(Dataset):
 def transforms(image_size=16):
     common = {"image_size": image_size, "mean": 127.5, "std": 64.0}
     return BatchTransform(train=True, **common), BatchTransform(train=False, **common)
+
+
+def randomise_batchnorm(model: nn.Module, *, bias_std: float, mean_std: float) -> nn.Module:
+    """Random BatchNorm scales, shifts and running statistics (from torch's global generator), so
+    that masking or removing a channel changes what the network computes."""
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0.0, bias_std)
+            bn.running_mean.normal_(0.0, mean_std)
+            bn.running_var.uniform_(0.5, 2.0)
+    return model

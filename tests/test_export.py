@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from synthetic import randomise_batchnorm
 from torch import nn
 
 import facepruning
@@ -37,12 +38,7 @@ def prepared(arch: str, *, pruned: bool) -> nn.Module:
     every other group removed."""
     torch.manual_seed(0)
     model = build_model(arch, num_classes=6)
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.normal_(0.0, 0.2)
-            bn.running_mean.normal_(0.0, 0.1)
-            bn.running_var.uniform_(0.5, 2.0)
+    randomise_batchnorm(model, bias_std=0.2, mean_std=0.1)
     if pruned:
         x = torch.zeros(1, 3, SIZE, SIZE)
         groups = prunable_groups(model, example_input=x)

@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 import torchvision
+from synthetic import randomise_batchnorm
 from torch import nn
 from torch.nn import functional as F
 
@@ -43,12 +44,7 @@ class ConcatResidual(nn.Module):
 def randomised(model: nn.Module) -> nn.Module:
     """float64, eval mode, random BatchNorm statistics and affine parameters."""
     torch.manual_seed(0)
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.normal_(0.0, 0.3)
-            bn.running_mean.normal_(0.0, 0.2)
-            bn.running_var.uniform_(0.5, 2.0)
+    randomise_batchnorm(model, bias_std=0.3, mean_std=0.2)
     return model.double().eval()
 
 
