@@ -15,6 +15,7 @@ denormals, meaningful ONNX comparisons).
 from __future__ import annotations
 
 import copy
+import json
 import os
 import platform
 from dataclasses import dataclass, field
@@ -126,6 +127,54 @@ def synthetic_prune(model: nn.Module, fraction: float = SYNTHETIC_FRACTION) -> d
             plan.update(select_channels({name: s}, count=count, min_channels=1))
     remove_channels(model, plan)
     return {name: len(idx) for name, idx in plan.items()}
+
+
+#: Channels per group of the pipeline's Taylor-pruned networks from a ``channel_multiple`` 1 run
+#: (``gpu_paper_run.py --write-layouts``): the reference depth of every multiple's comparison,
+#: kept fixed so that later pipeline runs with a multiple > 1 do not round the reference itself.
+TAYLOR_LAYOUTS = ROOT / "benchmarks" / "taylor_layouts.json"
+
+
+def reference_layout(arch: str, pruned: nn.Module) -> tuple[dict[str, int], str]:
+    """``(layout, source)``: the stored Taylor layout of ``arch`` if any, else ``pruned``'s."""
+    if TAYLOR_LAYOUTS.is_file():
+        stored = json.loads(TAYLOR_LAYOUTS.read_text(encoding="utf-8"))
+        if arch in stored and set(stored[arch]) == set(layout(pruned)):
+            return stored[arch], TAYLOR_LAYOUTS.name
+    return layout(pruned), "the pruned model"
+
+
+def layout(model: nn.Module) -> dict[str, int]:
+    """Channels per prunable group, ``{group name: channels}``."""
+    return {g.name: g.size for g in prunable_groups(model)}
+
+
+def aligned_variants(
+    original: nn.Module, kept: dict[str, int], multiples: tuple[int, ...]
+) -> dict[int, nn.Module]:
+    """Copies of ``original`` pruned to the ``kept`` layout, each group kept at a multiple of m.
+
+    ``kept`` is the :func:`layout` of ``original`` pruned with ``channel_multiple`` 1. Its
+    per-group removals become scores (within a group, by L1 norm; across groups, a channel scores
+    below zero exactly when the layout removed that many of its group), so
+    :func:`select_channels` with m = 1 reproduces the layout, and with m > 1 rounds it the way
+    the pruning loop rounds every step: each group to a multiple of m, at least as many channels
+    removed in all. Which channels of a group go does not change the timing.
+    """
+    groups = prunable_groups(original)
+    l1 = ImportanceAccumulator(original, groups, criterion="l1_norm").scores()
+    scores = {}
+    for g in groups:
+        removed = g.size - kept[g.name]
+        rank = torch.argsort(torch.argsort(l1[g.name], stable=True), stable=True).double()
+        scores[g.name] = (rank - removed + 0.5) / g.size
+    count = sum(g.size - kept[g.name] for g in groups)
+    variants = {}
+    for m in multiples:
+        model = copy.deepcopy(original)
+        remove_channels(model, select_channels(scores, count=count, channel_multiple=m))
+        variants[m] = model.eval().to(memory_format=torch.contiguous_format)
+    return variants
 
 
 def model_kwargs(arch: str) -> dict[str, Any]:

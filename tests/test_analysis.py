@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -447,6 +448,46 @@ def test_judge_claims_on_synthetic_runs():
     assert got["C7"]["verdict"] == "holds" and "C7/squeezenet-control" not in got
 
 
+def test_numbers_of_and_decided_by_name_the_network_behind_a_combined_verdict():
+    lines = list(_claims().values())
+    main = {"squeezenet": "squeezenet-taylor_activation", "resnet50": "resnet50-taylor_activation"}
+    shown = an.numbers_of(lines)
+    assert shown["C4"] == "resnet50" and shown["C6"] == "resnet50"
+    assert shown["C7"] in main.values()
+    assert not {"C1", "C2", "C3", "C5"} & set(shown)  # judged on one run
+    # C4 and C6: resnet50 alone gives the overall verdict; C7: both networks hold
+    assert an.decided_by(lines, main) == {"C4": "resnet50", "C6": "resnet50"}
+    table = an.claims_table(an._claims_compact(lines), lines)
+    assert table.loc["C6", "numbers of"] == "resnet50" and table.loc["C1", "numbers of"] == ""
+    assert "numbers of" not in an.claims_table(an._claims_compact(lines)).columns
+
+
+def test_interval_side():
+    assert an.interval_side(0.1, 0.2) == "above" and an.interval_side(-0.2, -0.1) == "below"
+    assert an.interval_side(-0.1, 0.1) == "across" and an.interval_side(0.0, 0.1) == "across"
+    assert an.interval_side(None, 0.1) == "across" and an.interval_side(math.nan, 1) == "across"
+    assert an.interval_side(0.5, 0.6, reference=0.55) == "across"
+    assert an.interval_side(0.5, 0.6, reference=0.4) == "above"
+
+
+def test_c5_is_judged_where_the_network_is_first_as_small_as_the_claim():
+    """Rows from 30% fewer parameters on separate a little worse: the 30% row's interval
+    straddles the tolerance, so C5 is inconclusive there (not at a smaller, passing row)."""
+    run, rs = _synthetic_run(
+        "squeezenet-taylor_activation",
+        "squeezenet",
+        "taylor_activation",
+        pruned=[1.5, 1.5, 1.35, 1.35, 1.35],
+        finetuned=[1.5, 1.5, 1.35, 1.35, 1.35],
+        final=1.35,
+    )
+    counts = stats_mod.identity_bootstrap(K_IDS, 1000)
+    lines = an.judge_claims({run.key: run}, {run.key: rs}, tolerance=0.02, counts=counts)
+    c5 = next(line for line in lines if line["id"] == "C5")
+    assert c5["verdict"] == "inconclusive" and c5["low"] < 0.02 < c5["high"]
+    assert "step 3 (pruned): 30.0% fewer" in c5["detail"]
+
+
 def test_main_runs_never_picks_the_control():
     run, _ = _synthetic_run("sq-control", "squeezenet", "none", [1.5] * 5, [1.5] * 5, 1.5)
     other, _ = _synthetic_run("sq-l1", "squeezenet", "l1_norm", [1.5] * 5, [1.5] * 5, 1.5)
@@ -592,8 +633,23 @@ def test_summarize_on_synthetic_runs(tmp_path):
     an.write_summary(s, tmp_path / "metrics" / "analysis.json")
     assert all(p.read_bytes() == b for p, b in first.items())
     assert json.loads((tmp_path / "metrics" / "analysis.json").read_text())["schema"] == 2
+    # the DVC metric: a few dozen values with plain keys, the same numbers as the summary
+    brief = json.loads((tmp_path / "metrics" / "analysis_headline.json").read_text())
+    leaves = _leaves(brief)
+    assert 10 < len(leaves) <= 40 and all(re.fullmatch(r"[A-Za-z0-9_.]+", k) for k in leaves)
+    sq = c["networks"]["squeezenet"]
+    assert brief["squeezenet"]["t1_eer_final"] == sq["t1_eer"]["final"]
+    saved = 100 * (1 - sq["params"][1] / sq["params"][0])
+    assert brief["squeezenet"]["params_saved_pct"] == pytest.approx(saved)
+    assert brief["claims"]["C5"]["verdict"] == c["claims"]["C5"]["verdict"]
     for key in _keys(c):
         assert " " not in key and "," not in key and "/" not in key, key
+
+
+def _leaves(value, prefix=""):
+    if not isinstance(value, dict):
+        return [prefix[:-1]]
+    return sum((_leaves(v, f"{prefix}{k}.") for k, v in value.items()), [])
 
 
 def _keys(value, prefix=""):

@@ -50,10 +50,9 @@ def test_every_quick_section_reports_numbers(quick_results):
     for config in sections["inference"]["configs"]:
         assert 0 < config["mac_ratio"] < 1 and 0 < config["param_ratio"] < 1
         for batch in config["batches"].values():
-            for impl in sections["inference"]["impls"]:
-                v = batch["impls"][impl]
-                assert _positive(v["original"]["median"]) and _positive(v["pruned"]["median"])
-                assert _positive(v["speedup"])
+            assert set(batch) == {"original"} | {f"m{m}" for m in config["variants"]}
+            for timings in batch.values():
+                assert all(_positive(timings[i]["median"]) for i in sections["inference"]["impls"])
     for arch in sections["training"]["archs"].values():
         assert all(_positive(t) for t in arch["per_step_s"].values())
         assert isinstance(arch["overhead"], float)
@@ -72,9 +71,55 @@ def test_every_quick_section_reports_numbers(quick_results):
 def test_onnx_and_fused_outputs_match_pytorch(quick_results):
     results, _ = quick_results
     for config in results["sections"]["inference"]["configs"]:
-        for which in ("original", "pruned"):
-            diffs = config["onnx"]["max_abs_diff"][which]
+        for which, diffs in config["onnx"]["max_abs_diff"].items():
             scale = config["onnx"]["output_scale"][which]
             assert set(diffs) >= {"ort_basic", "ort_all", "fused", "eager_cl"}
             for impl, diff in diffs.items():
                 assert diff <= 1e-3 * max(scale, 1.0), (config["arch"], which, impl, diff)
+
+
+def test_quick_inference_reports_a_summary_row_per_runtime_and_multiple(quick_results):
+    results, md = quick_results
+    summary, m = results["summary"], results["default_channel_multiple"]
+    multiples = results["sections"]["inference"]["multiples"]
+    assert m in multiples and "Default multiple chosen on this machine" in md
+    keys = {"arch", "image_size", "batch", "runtime", "channel_multiple", "macs_ratio"}
+    for row in summary:
+        assert keys | {"speedup", "realised_over_theory"} <= set(row)
+        assert row["realised_over_theory"] == pytest.approx(row["speedup"] * row["macs_ratio"])
+    runtimes = {(r["batch"], r["channel_multiple"], r["runtime"]) for r in summary}
+    impls = results["sections"]["inference"]["impls"]
+    assert len(runtimes) == len(summary) == 2 * len(multiples) * (len(impls) + 1)
+
+
+def test_channel_multiple_layouts_reproduce_the_reference_and_round_it():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import aligned_variants, layout, synthetic_prune
+
+    from facepruning.models import build_model
+
+    original = build_model("mobilenet_v2", num_classes=10).eval()
+    reference = build_model("mobilenet_v2", num_classes=10).eval()
+    reference.load_state_dict(original.state_dict())
+    synthetic_prune(reference, fraction=0.37)
+    kept = layout(reference)
+    variants = aligned_variants(original, kept, (1, 8))
+    assert layout(variants[1]) == kept
+    rounded, size = layout(variants[8]), layout(original)
+    assert all(c % 8 == 0 or c == size[g] or size[g] < 8 for g, c in rounded.items())
+    assert sum(rounded.values()) <= sum(kept.values())  # at least as many channels removed
+
+
+def test_readme_speed_block_is_generated_from_the_committed_results():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import report
+    from run import pipeline_multiple
+
+    from facepruning.readme import replace_blocks
+
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text(encoding="utf-8"))
+    gpu_path = ROOT / "benchmarks" / "gpu_results.json"
+    gpu = json.loads(gpu_path.read_text(encoding="utf-8")) if gpu_path.is_file() else None
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = {"speed": report.readme_block(results, gpu, pipeline_multiple())}
+    assert replace_blocks(text, block) == text, "README.md's speed block is stale: make bench"

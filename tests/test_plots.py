@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import pyplot as plt
+from matplotlib.patches import Rectangle
 
 from facepruning import plots
 
@@ -70,7 +71,7 @@ def test_unknown_suffix_is_saved_as_png(tmp_path):
 def test_metric_grid_layout():
     fig = _grid()
     axes = np.array(fig.axes).reshape(3, 2)
-    assert [ax.get_title() for ax in axes[0]] == ["resnet50", "squeezenet"]
+    assert [ax.get_title() for ax in axes[0]] == ["ResNet50", "SqueezeNet"]  # plots.label
     assert axes[1][0].texts[0].get_text() == "not measured"
     assert not axes[1][1].texts  # squeezenet's t5/eer: the original point and its line
     assert axes[2][0].get_xlabel() == "parameters (millions)"
@@ -157,12 +158,16 @@ def test_palette_is_colour_blind_safe_and_labels_readable():
 
 def test_criteria_curves_and_forest():
     table = _intervals()
-    fig = plots.criteria_curves(
-        table, metric="t1/eer", runs={"taylor": "sq-taylor", "none": "sq-control"}
-    )
+    runs = {"taylor_activation": "sq-taylor", "none": "sq-control"}
+    fig = plots.criteria_curves(table, metric="t1/eer", runs=runs)
     pruned_ax, tuned_ax = fig.axes[:2]
     assert pruned_ax.get_title() == "pruned" and tuned_ax.get_title() == "pruned + fine-tuned"
-    assert [line.get_label() for line in pruned_ax.get_lines()] == ["taylor", "none"]
+    labels = [line.get_label() for line in pruned_ax.get_lines()]
+    assert labels == ["Taylor (activations)", "control (nothing removed)"]
+    assert len(pruned_ax.collections) == 2  # a band per run by default
+    plt.close(fig)
+    fig = plots.criteria_curves(table, metric="t1/eer", runs=runs, bands=["taylor_activation"])
+    assert len(fig.axes[0].collections) == 1  # the reference's band only
     plt.close(fig)
     frame = pd.DataFrame(
         {"name": ["a", "b"], "estimate": [0.1, -0.1], "low": [0.05, -0.2], "high": [0.2, 0.0]}
@@ -178,10 +183,22 @@ def test_null_comparison_marks_runs_inside_and_outside():
     frame = pd.DataFrame(
         {"run": ["taylor", "random"], "rho": [0.9, 0.1], "low": [-0.3, -0.3], "high": [0.4, 0.4]}
     )
+    frame["run"] = ["squeezenet-taylor_activation_unnormalized", "squeezenet-random"]
     fig = plots.null_comparison(frame)
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["observed, outside"].get_xdata()) == [0.9]
     assert list(lines["observed, inside"].get_xdata()) == [0.1]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "SqueezeNet, Taylor (activations), unnormalised",
+        "SqueezeNet, random",
+    ]
+    legend = ax.get_legend()
+    assert "random-removal band (95%)" in [t.get_text() for t in legend.get_texts()]
+    # the legend sits below the axes, where it cannot cover a band
+    fig.canvas.draw()
+    box = legend.get_window_extent().transformed(ax.transAxes.inverted())
+    assert box.y1 < 0
     plt.close(fig)
 
 
@@ -198,7 +215,7 @@ def test_layer_bars_and_descriptor_sizes():
     plt.close(fig)
     hist = _history().assign(descriptor_size=lambda f: 512 - 10 * f["step"])
     fig = plots.descriptor_sizes(hist, col_order=["squeezenet", "resnet50"])
-    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["squeezenet", "resnet50"]
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["SqueezeNet", "ResNet50"]
     assert list(fig.axes[0].get_lines()[0].get_ydata()) == [512, 502, 492, 482]
     plt.close(fig)
 
@@ -216,4 +233,97 @@ def test_training_curves_loss_axis_is_logarithmic():
     )
     fig = plots.training_curves(hist)
     assert fig.axes[0].get_yscale() == "log" and "log" in fig.axes[0].get_ylabel()
+    plt.close(fig)
+
+
+def test_taylor_check_scatters_prediction_against_measurement_and_sorts_scores():
+    rng = np.random.default_rng(0)
+    predicted = rng.normal(0, 1e-3, 12)
+    measured = 0.5 * predicted + rng.normal(0, 1e-4, 12)
+    scores = rng.random(40)
+    fig = plots.taylor_check(predicted, measured, scores, group="layer4.0.conv3", criterion="l1")
+    left, right = fig.axes
+    np.testing.assert_array_equal(left.collections[0].get_offsets(), np.c_[predicted, measured])
+    (diagonal,) = left.get_lines()
+    assert diagonal.get_linestyle() == ":" and diagonal.get_color() == "grey"
+    x, y = diagonal.get_data()
+    assert x[0] == y[0] < 0 < x[1] == y[1] >= np.abs(np.r_[predicted, measured]).max()
+    assert left.get_title() == "layer4.0.conv3: zeroing one channel at a time"
+    np.testing.assert_array_equal(right.get_lines()[0].get_ydata(), np.sort(scores))
+    assert right.get_ylabel() == "l1 score"
+    plt.close(fig)
+
+
+def test_label_names_networks_criteria_stages_metrics_and_runs():
+    assert plots.label("mobilenet_v2") == "MobileNetV2"
+    assert plots.label("taylor_activation (unnormalised)") == "Taylor (activations), unnormalised"
+    assert plots.label("squeezenet-taylor_activation") == "SqueezeNet, Taylor (activations)"
+    assert (
+        plots.label("squeezenet-taylor_activation_unnormalized")
+        == "SqueezeNet, Taylor (activations), unnormalised"
+    )
+    assert plots.label("resnet50-control") == "ResNet50, control (nothing removed)"
+    assert plots.label("finetuned") == "pruned + fine-tuned"
+    assert plots.label("resnet50", "t1/eer") == "ResNet50, EER, 1-image templates"
+    # unknown keys and readable text come back unchanged: labelling twice does no harm
+    assert plots.label("my-own-run") == "my-own-run" and plots.label("SqueezeNet") == "SqueezeNet"
+    assert plots.label(plots.label("l1_norm")) == "L1 norm"
+
+
+def test_interval_forest_panels_split_by_column_with_the_legend_outside():
+    frame = pd.DataFrame(
+        {
+            "what": ["squeezenet-l1_norm", "resnet50-random", "squeezenet-none"],
+            "arch": ["squeezenet", "resnet50", "squeezenet"],
+            "panel": ["EER", "EER", "TAR"],
+            "estimate": [0.05, 0.0, -0.3],
+            "low": [0.01, -0.05, -0.4],
+            "high": [0.09, 0.05, -0.1],
+        }
+    )
+    fig = plots.interval_forest(
+        frame, label="what", hue="arch", panel="panel", xlabel={"EER": "eer diff"}, title="t"
+    )
+    eer, tar = fig.axes
+    assert (eer.get_title(), tar.get_title()) == ("EER", "TAR")
+    assert eer.get_xlabel() == "eer diff" and tar.get_xlabel() == ""
+    assert [t.get_text() for t in eer.get_yticklabels()] == [
+        "SqueezeNet, L1 norm",
+        "ResNet50, random",
+    ]
+    assert len(tar.get_yticklabels()) == 1
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["SqueezeNet", "ResNet50"]
+    fig.canvas.draw()
+    box = legend.get_window_extent().transformed(fig.transFigure.inverted())
+    assert box.x0 >= 0.99  # right of the panels
+    plt.close(fig)
+
+
+def test_tolerance_selection_shades_only_above_the_original():
+    hist = _history()
+    hist = hist[hist["arch"] == "squeezenet"]
+    fig = plots.tolerance_selection(
+        hist, metrics=["t1/eer"], tolerance=0.02, selected={"t1/eer": hist.iloc[2]}
+    )
+    ax = fig.axes[0]
+    (band,) = [p for p in ax.patches if p.get_label().startswith("tolerance")]
+    if isinstance(band, Rectangle):  # matplotlib >= 3.9
+        ys = [band.get_y(), band.get_y() + band.get_height()]
+    else:
+        ys = np.asarray(band.get_xy())[:, 1]
+    assert min(ys) == pytest.approx(0.20) and max(ys) == pytest.approx(0.22)
+    assert band.get_label() == "tolerance (original + 0.02)"
+    plt.close(fig)
+
+
+def test_pruning_curves_against_the_step_for_a_run_that_removes_nothing():
+    hist = _history()
+    hist = hist[hist["arch"] == "squeezenet"].assign(filters_removed_pct=0.0)
+    fig = plots.pruning_curves(hist, metrics=["t1/eer"], x="step")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"pruned", "pruned + fine-tuned"}
+    assert list(lines["pruned"].get_xdata()) == [0, 1, 2, 3]
+    assert ax.get_xlabel() == "pruning step"
     plt.close(fig)

@@ -63,6 +63,7 @@ def test_failed_run_keeps_the_previous_output(tmp_path):
     run_notebook(nb, out, parameters={"value": 7}, cwd=tmp_path)
     first = out.read_text()
     assert "value 7" in first
+    assert json.loads(first)["metadata"]["papermill"]["output_path"] == str(out)
     with pytest.raises(PapermillExecutionError):
         run_notebook(nb, out, parameters={"fail": True}, cwd=tmp_path)
     assert out.read_text() == first
@@ -147,14 +148,16 @@ def test_write_json_turns_nan_into_null_and_numpy_into_numbers(tmp_path):
     assert "NaN" not in (tmp_path / "m.json").read_text()
 
 
-def test_executed_notebooks_keep_no_widget_state(tmp_path):
-    from facepruning.project import drop_widget_state
+def test_executed_notebooks_keep_no_widget_state_and_no_scratch_path(tmp_path):
+    from facepruning.project import tidy_executed
 
     nb = _notebook(tmp_path / "n.ipynb", "print(value)")
     data = json.loads(nb.read_text())
     data["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    data["metadata"]["papermill"] = {"output_path": str(tmp_path / "build" / "n.running.ipynb")}
     nb.write_text(json.dumps(data))
-    drop_widget_state(nb)
+    tidy_executed(nb, "reports/n.ipynb")
     cleaned = json.loads(nb.read_text())
     assert "widgets" not in cleaned["metadata"]
+    assert cleaned["metadata"]["papermill"]["output_path"] == "reports/n.ipynb"
     assert cleaned["cells"] == data["cells"]

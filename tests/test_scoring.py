@@ -1,14 +1,23 @@
-"""Filter scores checked against an independent autograd computation of each criterion."""
+"""Filter scores checked against an independent autograd computation of each criterion, and the
+worked example's first-order prediction and measured loss change against a direct computation."""
 
+import copy
 import gc
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic import randomise_batchnorm
+from torch import nn
 
 from facepruning.errors import PruningError
 from facepruning.models import build_model
-from facepruning.pruning.scoring import ImportanceAccumulator, normalize_per_group
+from facepruning.pruning.scoring import (
+    ImportanceAccumulator,
+    normalize_per_group,
+    taylor_prediction_check,
+)
 from facepruning.pruning.surgery import prunable_groups
 
 
@@ -201,3 +210,112 @@ def test_bad_requests(net):
         ImportanceAccumulator(model, groups, criterion="magic")
     with pytest.raises(PruningError, match="no mini-batch"):
         ImportanceAccumulator(model, groups, criterion="taylor_activation").scores()
+
+
+# --------------------------------------------------------------------------------------------
+# the worked example of notebook 03: first-order prediction against measured removal
+# --------------------------------------------------------------------------------------------
+class _Residual(nn.Module):
+    """conv-bn-relu, then conv-bn added in place to it (as torchvision's Bottleneck does), so
+    both convs form one group of 16 channels with two score points."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.conv2, self.bn2 = nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(x))
+        out += x  # in place into bn2's output: what the scores must not see
+        return self.fc(F.relu(out).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def residual():
+    torch.manual_seed(0)
+    model = randomise_batchnorm(_Residual(), bias_std=0.3, mean_std=0.3).double().eval()
+    example = torch.zeros(1, 3, 8, 8, dtype=torch.float64)
+    (group,) = prunable_groups(model, example_input=example, ignored=[model.fc])
+    assert group.score_points == ["bn1", "bn2"]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64)
+    return model, group, x, torch.randint(0, 5, (6,), generator=g)
+
+
+def _first_order_by_hand(model, x, y):
+    """-sum(a * dL/da) per channel over batch and map, summed over bn1 and bn2, in float64: each
+    BatchNorm's output is kept and the network goes on with a clone."""
+    kept = {}
+
+    def keeper(name):
+        def hook(module, inputs, output):
+            kept[name] = output
+            return output.clone()
+
+        return hook
+
+    hooks = [getattr(model, n).register_forward_hook(keeper(n)) for n in ("bn1", "bn2")]
+    try:
+        loss = F.cross_entropy(model(x), y)
+    finally:
+        for h in hooks:
+            h.remove()
+    grads = torch.autograd.grad(loss, list(kept.values()))
+    return -sum((kept[n] * g).sum(dim=(0, 2, 3)) for n, g in zip(kept, grads, strict=True))
+
+
+def _measured_by_hand(model, x, y, channel):
+    """The loss change with ``channel`` zeroed: both BatchNorms output 0 there (scale and shift
+    0) in a copy of the network."""
+    with torch.no_grad():
+        base = F.cross_entropy(model(x), y).item()
+        zeroed = copy.deepcopy(model)
+        for bn in (zeroed.bn1, zeroed.bn2):
+            bn.weight[channel] = 0.0
+            bn.bias[channel] = 0.0
+        return F.cross_entropy(zeroed(x), y).item() - base
+
+
+def test_taylor_prediction_check_matches_a_direct_computation(residual):
+    model, group, x, y = residual
+    stats = [b.clone() for b in model.buffers()]
+    model.train()  # the check runs in eval mode (BatchNorm statistics untouched), then restores it
+    check = taylor_prediction_check(model, group, x, y, channels=5, seed=3)
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers(), strict=True))
+    model.eval()
+    assert len(check.channels) == 5 == len(set(check.channels.tolist()))
+    assert list(check.channels) == sorted(check.channels) and check.group == group.name
+    assert set(check.channels) <= set(range(group.size))
+    expected = _first_order_by_hand(model, x, y)[torch.as_tensor(check.channels)]
+    torch.testing.assert_close(torch.as_tensor(check.predicted), expected, rtol=1e-9, atol=1e-15)
+    direct = [_measured_by_hand(model, x, y, int(c)) for c in check.channels]
+    np.testing.assert_allclose(check.measured, direct, rtol=1e-9, atol=1e-14)
+    assert np.abs(check.measured).max() > 0  # zeroing a channel does change the loss
+    assert check.correlation == pytest.approx(np.corrcoef(check.predicted, check.measured)[0, 1])
+    # the criterion's one-batch scores, as the accumulator gives them for this batch
+    with ImportanceAccumulator(model, [group], criterion="taylor_activation") as acc:
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        acc.after_backward()
+    model.zero_grad()
+    np.testing.assert_allclose(check.scores, acc.scores()[group.name].numpy(), rtol=1e-12)
+
+
+def test_taylor_prediction_check_samples_at_most_channels_for_every_criterion(residual):
+    model, group, x, y = residual
+    again = taylor_prediction_check(model, group, x, y, channels=5, seed=3)
+    other = taylor_prediction_check(model, group, x, y, channels=5, seed=4)
+    assert len(other.channels) == 5 and list(other.channels) != list(again.channels)
+    every = taylor_prediction_check(model, group, x, y, channels=100, seed=3)
+    assert list(every.channels) == list(range(group.size))  # no more than the group holds
+    for criterion in ("taylor_weight", "l1_norm", "random", "none"):
+        check = taylor_prediction_check(model, group, x, y, criterion=criterion, channels=5, seed=3)
+        assert check.scores.shape == (group.size,) and np.isfinite(check.scores).all()
+        assert (check.scores >= 0).all(), criterion
+        np.testing.assert_array_equal(check.measured, again.measured)  # scores differ, not these
+    assert not taylor_prediction_check(model, group, x, y, criterion="none").scores.any()
+    with pytest.raises(PruningError, match="at least one channel"):
+        taylor_prediction_check(model, group, x, y, channels=0)

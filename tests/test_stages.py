@@ -3,6 +3,7 @@ tiny ORL set."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -47,6 +48,25 @@ def test_cli_rejects_unknown_parameters(capsys):
     assert "bogus" in err and "epochs" in err
     assert cli.main(["prune", "--params", params, "--section", "train"]) == 2
     assert "no parameter" in capsys.readouterr().err
+
+
+def test_width_rank_correlation_is_spearmans_rho_and_nan_on_equal_shares():
+    layers = pd.DataFrame({0: [16, 32, 64, 64, 128, 8], 3: [16, 24, 40, 48, 64, 4]})
+    share = 1 - layers[3] / layers[0]  # with ties on both sides
+    ranks = pd.DataFrame({"width": layers[0], "share": share}).rank()  # average ranks
+    by_hand = np.corrcoef(ranks["width"], ranks["share"])[0, 1]
+    assert prune._width_rank_correlation(layers) == pytest.approx(by_hand, abs=1e-12)
+    assert np.isnan(prune._width_rank_correlation(pd.DataFrame({0: [16, 32, 64], 3: [8, 16, 32]})))
+
+
+def test_the_pruned_model_keeps_the_eer_threshold_of_its_last_row():
+    genuine = torch.tensor([True, False, True, False, False])
+    scores = torch.tensor([[0.9, 0.1, 0.8, 0.2, 0.3], [0.7, 0.6, 0.5, 0.4, 0.1]])
+    pair_scores = {"pairs": {"t1": {"genuine": genuine}}, "scores": {"t1": scores}}
+    assert prune._final_eer_threshold(pair_scores) == 0.5  # first FAR >= FRR of the last row
+    assert prune._final_eer_threshold({}) is None
+    one_kind = {"pairs": {"t1": {"genuine": genuine | True}}, "scores": {"t1": scores}}
+    assert prune._final_eer_threshold(one_kind) is None
 
 
 @pytest.fixture(scope="module")
@@ -111,14 +131,28 @@ def test_train_and_prune_stages_write_what_the_notebooks_write(orl, tmp_path):
     assert meta["criterion"] == "taylor_activation" and meta["arch"] == "squeezenet"
     _check_pair_scores(tmp_path / "taylor.pt", pruned.history, run.inputs)
 
-    # the no-pruning control: the same steps, the same training, nothing removed
+    # the no-pruning control: the same steps as the run it names (not its own max_steps), the
+    # same training, nothing removed
+    control_params = {**_prune_params(tmp_path, orl / "cached", "none"), "max_steps": 3}
     control = prune.run(
-        run="tiny-control", criterion="none", **_prune_params(tmp_path, orl / "cached", "none")
+        run="tiny-control",
+        criterion="none",
+        steps_of=str(tmp_path / "taylor.json"),
+        **control_params,
     )
+    assert read_json(tmp_path / "none.json")["steps"] == result["steps"] == 1
     assert list(control.history.stage) == list(pruned.history.stage)
+    assert list(control.history.step) == list(pruned.history.step)
     assert (control.history.params == control.history.params.iloc[0]).all()
     assert (control.history.filters_removed_pct == 0).all()
     assert control.history.descriptor_size.iloc[-1] == pruned.history.descriptor_size.iloc[0]
+
+
+def test_a_control_needs_the_metrics_of_the_run_it_repeats(tmp_path):
+    (tmp_path / "bad.json").write_text('{"run": "x"}')
+    for source, problem in (("missing.json", "no such file"), ("bad.json", "no positive 'steps'")):
+        with pytest.raises(ParameterError, match=rf"steps_of=.*{source}.*{problem}"):
+            prune.run(criterion="none", steps_of=str(tmp_path / source))
 
 
 def _prune_params(out, data_dir, name):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,11 +83,15 @@ __all__ = [
     "layer_steps_table",
     "summarize",
     "write_summary",
+    "headline",
     "fmt_interval",
     "check_histories",
     "run_inventory",
     "baseline_table",
     "claims_table",
+    "numbers_of",
+    "decided_by",
+    "interval_side",
 ]
 
 HISTORY_SUFFIX = "_history.csv"
@@ -826,15 +831,15 @@ def _claim_c5(
     elif big and all(x[2].low > tol for x in big):
         red, at, iv = min(big, key=lambda x: x[0])
         v = "refuted"
-    else:
-        red, at, iv = max(ok, key=lambda x: x[0]) if ok else min(lines, key=lambda x: x[2].estimate)
+    else:  # judged where the network first is as small as the claim's
+        red, at, iv = min(big, key=lambda x: x[0]) if big else max(lines, key=lambda x: x[0])
         v = "inconclusive"
     entry = _entry("C5", f"{metric} change", iv, tol, "below", "")
     entry["verdict"] = v
     entry["detail"] = (
         f"{key} step {at[0]} ({at[1]}): {100 * red:.1f}% fewer parameters (claim: "
-        f"{100 * reduction:.0f}%); {len(ok)} rows within tolerance, {len(big)} rows at >= "
-        f"{100 * reduction:.0f}% fewer parameters"
+        f"{100 * reduction:.0f}%); {len(ok)} rows whose interval stays below +{tol:g}, "
+        f"{len(big)} rows at >= {100 * reduction:.0f}% fewer parameters"
     )
     return entry
 
@@ -973,9 +978,10 @@ METRIC_KEYS = {"t1/eer": "t1_eer", "t5/eer": "t5_eer", "t1/tar@far=0.01": "t1_ta
 
 @dataclass
 class Summary:
-    """What :func:`summarize` computes: ``compact`` (for ``metrics/analysis.json``, at most
-    about 50 numbers that ``dvc metrics show`` lists; intervals are ``[low, high]`` lists, which
-    it leaves out) and ``tables`` (one pandas table per CSV under ``metrics/analysis/``)."""
+    """What :func:`summarize` computes: ``compact`` (for ``metrics/analysis.json``: every
+    network's, claim's and criterion's numbers with their intervals; :func:`headline` picks what
+    ``dvc metrics show`` lists) and ``tables`` (one pandas table per CSV under
+    ``metrics/analysis/``)."""
 
     compact: dict
     tables: dict[str, pd.DataFrame]
@@ -1426,14 +1432,47 @@ def curve_table(run: PruneRun, control: PruneRun | None = None) -> pd.DataFrame:
     return out
 
 
+def headline(compact: Mapping) -> dict:
+    """The numbers ``dvc metrics show`` lists (about 35, plain keys), from ``Summary.compact``:
+    per network the 1-image EER of the original and the final network, final minus its
+    equally trained control, the shares of parameters saved and filters removed, and how far the
+    EER stays within tolerance; every claim's verdict and estimate; the SqueezerFaceNet pick."""
+    out: dict = {"eer_tolerance": compact["eer_tolerance"]}
+    for arch, net in compact["networks"].items():
+        p0, p1 = net["params"]
+        out[arch] = {
+            "t1_eer_original": net["t1_eer"]["original"],
+            "t1_eer_final": net["t1_eer"]["final"],
+            "t1_eer_final_minus_control": net["t1_eer"].get("vs_control"),
+            "params_saved_pct": finite_or_none(100 * (1 - p1 / p0)),
+            "filters_removed_pct": net["filters_removed_pct"],
+            "eer_within_tolerance_to_pct": net["holds_to_pct"],
+        }
+    out["claims"] = {
+        cid: {"verdict": c["verdict"], "estimate": c["estimate"]}
+        for cid, c in compact["claims"].items()
+    }
+    pick = compact.get("squeezerfacenet")
+    if pick:
+        out["squeezerfacenet"] = {
+            "params_saved_pct": pick["params_saved_pct"],
+            "t1_eer": pick["eer"],
+        }
+    return out
+
+
 def write_summary(summary: Summary, metrics_path: str | os.PathLike) -> list[Path]:
-    """Write ``summary.compact`` to ``metrics_path`` and every table to
+    """Write ``summary.compact`` to ``metrics_path``, its :func:`headline` beside it
+    (``<stem>_headline.json``, the DVC metric) and every table to
     ``<folder of metrics_path>/<its stem>/<name>.csv`` (``metrics/analysis.json`` ->
-    ``metrics/analysis/``), byte-deterministically; returns the paths written."""
+    ``metrics/analysis_headline.json``, ``metrics/analysis/``), byte-deterministically; returns
+    the paths written."""
     path = Path(metrics_path)
     write_json(path, summary.compact)
+    brief = path.with_name(f"{path.stem}_headline.json")
+    write_json(brief, headline(summary.compact))
     folder = path.parent / path.stem
-    written = [path]
+    written = [path, brief]
     for name, table in sorted(summary.tables.items()):
         if table is None or table.empty:
             continue
@@ -1523,9 +1562,14 @@ def baseline_table(
     return pd.DataFrame(rows).set_index("network") if rows else pd.DataFrame()
 
 
-def claims_table(claims: Mapping[str, Mapping]) -> pd.DataFrame:
+def claims_table(
+    claims: Mapping[str, Mapping], lines: Sequence[Mapping] | None = None
+) -> pd.DataFrame:
     """The closing table of notebook 04 from ``summarize(...).compact["claims"]``: per claim
-    what the papers report, the verdict, "estimate [95% interval]" and what was measured."""
+    what the papers report, the verdict, "estimate [95% interval]" and what was measured; with
+    ``lines`` (:func:`judge_claims`) also "numbers of": the network or run whose numbers a
+    combined claim shows (:func:`numbers_of`; empty for a claim judged on one run)."""
+    deciding = numbers_of(lines) if lines is not None else {}
     rows = [
         {
             "claim": cid,
@@ -1535,7 +1579,55 @@ def claims_table(claims: Mapping[str, Mapping]) -> pd.DataFrame:
                 c["estimate"], *(c["ci"] or [None, None]), sign=True
             ),
             "measured as": c["metric"],
+            **({"numbers of": deciding.get(cid, "")} if lines is not None else {}),
         }
         for cid, c in claims.items()
     ]
     return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
+
+
+def numbers_of(lines: Sequence[Mapping]) -> dict[str, str]:
+    """For every combined claim of ``lines`` (:func:`judge_claims`: ``C4``, ``C6``, ``C7``), what
+    the sub-line ``<claim>/<what>`` whose numbers it shows is about (a network for C4 and C6, a
+    run for C7), as its ``detail`` names it (:func:`_combine` shows the numbers of one entry
+    whose verdict is the overall one). Claims judged on one run (C1-C3, C5) are left out."""
+    out = {}
+    for line in lines:
+        cid = line["id"]
+        found = _NUMBERS_OF.search(str(line.get("detail", "")))
+        if "/" not in cid and found and found.group(1) == cid:
+            out[cid] = found.group(2)
+    return out
+
+
+#: How :func:`_combine` names, in ``detail``, the sub-line whose numbers a combined line shows.
+_NUMBERS_OF = re.compile(r"numbers of ([^;/]+)/([^;]+);")
+
+
+def decided_by(lines: Sequence[Mapping], main: Mapping[str, str]) -> dict[str, str]:
+    """The combined claims of ``lines`` that one network decides alone: its sub-line (of those
+    combined, the ``main`` networks or runs) is the only one with the overall verdict, and the
+    combined line shows its numbers (:func:`numbers_of`); ``{claim: network or run}``. A claim
+    that every network holds, or that several refute, is left out."""
+    combined = {line["id"]: line for line in lines if "/" not in line["id"]}
+    members = set(main) | set(main.values())
+    out = {}
+    for cid, what in numbers_of(lines).items():
+        agree = [
+            sub
+            for sub in lines
+            if sub["id"].startswith(f"{cid}/")
+            and sub["id"].partition("/")[2] in members
+            and sub["verdict"] == combined[cid]["verdict"]
+        ]
+        if len(agree) == 1 and agree[0]["id"] == f"{cid}/{what}":
+            out[cid] = what
+    return out
+
+
+def interval_side(low, high, reference: float = 0.0) -> str:
+    """Where an interval lies against ``reference``: ``"above"`` (entirely), ``"below"``
+    (entirely) or ``"across"`` (touching or straddling it, or missing)."""
+    if finite_or_none(low) is None or finite_or_none(high) is None:
+        return "across"
+    return "above" if low > reference else "below" if high < reference else "across"

@@ -78,8 +78,9 @@ def _at_least(values: Mapping[str, Any], minimum: float) -> None:
 
 def _check_choices(params: Any) -> None:
     """Fields declared as a ``Literal`` hold one of its values (also when built directly)."""
+    hints = typing.get_type_hints(type(params))
     for f in dataclasses.fields(params):
-        hint = typing.get_type_hints(type(params))[f.name]
+        hint = hints[f.name]
         choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
         value = getattr(params, f.name)
         if choices and value not in choices:
@@ -204,6 +205,9 @@ class PruneParameters(_Training):
     )
     checkpoint_dir: str = path(
         "build/nbval/checkpoints/prune/squeezenet-taylor_activation", "resume state"
+    )
+    steps_of: str = path(
+        "", "a pruning run's metrics JSON: repeat its steps, no target (the control)"
     )
     filters_per_step: float = param(
         0.05, "channels per step: a count, or a share (< 1) of the prunable ones"

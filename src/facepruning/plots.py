@@ -31,6 +31,7 @@ __all__ = [
     "score_distributions",
     "pruning_curves",
     "layer_heatmap",
+    "taylor_check",
     "metric_grid",
     "layer_heatmaps",
     "width_order_scatter",
@@ -38,6 +39,8 @@ __all__ = [
     "compare_curves",
     "OKABE_ITO",
     "METRIC_LABELS",
+    "LABELS",
+    "label",
     "interval_curves",
     "criteria_curves",
     "interval_forest",
@@ -75,9 +78,54 @@ METRIC_LABELS = {
     "val/acc": "identification accuracy",
     "descriptor_size": "descriptor size",
     "filters_removed_pct": "filters removed (%)",
+    "step": "pruning step",
     "params": "parameters (millions)",
     "macs": "MACs per image (millions)",
 }
+
+
+#: Readable names of the keys that networks, criteria and stages are stored under (and the
+#: metric keys of :data:`METRIC_LABELS`); :func:`label` reads them.
+LABELS = {
+    "squeezenet": "SqueezeNet",
+    "mobilenet_v2": "MobileNetV2",
+    "resnet50": "ResNet50",
+    "taylor_activation": "Taylor (activations)",
+    "taylor_weight": "Taylor (weights)",
+    "l1_norm": "L1 norm",
+    "random": "random",
+    "none": "control (nothing removed)",
+    "control": "control (nothing removed)",
+    "original": "original network",
+    "pruned": "pruned",
+    "finetuned": "pruned + fine-tuned",
+    "final": "final fine-tuning",
+    **METRIC_LABELS,
+}
+#: How run names and variant labels mark a criterion whose scores were not normalised.
+_UNNORMALISED = (" (unnormalised)", "_unnormalized", "_unnormalised")
+
+
+def label(*keys) -> str:
+    """Readable text for stored keys, joined by ", ": a network (``"resnet50"`` ->
+    "ResNet50"), a criterion or variant (``"taylor_activation (unnormalised)"`` -> "Taylor
+    (activations), unnormalised"), a stage, a metric, or a run name ``<network>-<criterion>``
+    (``"squeezenet-taylor_activation_unnormalized"`` -> "SqueezeNet, Taylor (activations),
+    unnormalised"). Anything else, readable text included, comes back unchanged, so labelling
+    twice does no harm."""
+    return ", ".join(_label(str(key)) for key in keys)
+
+
+def _label(key: str) -> str:
+    if key in LABELS:
+        return LABELS[key]
+    for suffix in _UNNORMALISED:
+        if key.endswith(suffix) and key != suffix:
+            return f"{_label(key.removesuffix(suffix))}, unnormalised"
+    arch, dash, rest = key.partition("-")
+    if dash and rest and arch in LABELS:
+        return f"{LABELS[arch]}, {_label(rest)}"
+    return key
 
 
 def _palette(keys: Sequence) -> dict:
@@ -178,7 +226,8 @@ def pruning_curves(
     hue: str | None = None,
     title: str = "",
 ) -> plt.Figure:
-    """Metrics against the share of filters removed, pruned (solid) and fine-tuned (dashed).
+    """Metrics against ``x`` (the share of filters removed; ``"step"`` for a run that removes
+    nothing), pruned (solid) and fine-tuned (dashed), from the original network.
 
     ``hue`` names a column (architecture, criterion) drawn in separate colours.
     """
@@ -191,7 +240,7 @@ def pruning_curves(
                 rows = frame[frame["stage"].isin(["original", stage])].sort_values(x)
                 if rows[metric].notna().sum() < 2:
                     continue
-                label = f"{key} {stage}".strip()
+                text = f"{label(key)}, {STAGE_LABEL[stage]}" if hue else STAGE_LABEL[stage]
                 ax.plot(
                     rows[x],
                     rows[metric],
@@ -199,10 +248,12 @@ def pruning_curves(
                     color=palette[key],
                     marker=STAGE_MARKER[stage],
                     ms=4,
-                    label=label,
+                    label=text,
                 )
         name = METRIC_LABELS.get(metric, metric)
         ax.set(xlabel=METRIC_LABELS.get(x, x.replace("_", " ")), ylabel=name, title=name)
+        if x == "step":
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -225,6 +276,40 @@ def layer_heatmap(layers: pd.DataFrame, *, title: str = "") -> plt.Figure:
     )
     ax.set(xlabel="pruning step", ylabel="layer group", title=title or "filters left per layer")
     ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def taylor_check(
+    predicted: np.ndarray,
+    measured: np.ndarray,
+    scores: np.ndarray,
+    *,
+    group: str,
+    criterion: str,
+) -> plt.Figure:
+    """Notebook 03's worked example (:func:`facepruning.pruning.taylor_prediction_check`).
+
+    Left: the first-order prediction of the loss change against the change measured, one point
+    per zeroed channel of ``group``, with the dotted diagonal of a perfect estimate. Right:
+    ``criterion``'s scores of all the group's channels, sorted (the left end goes first); the
+    criterion is named with :func:`label`.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    lim = np.abs(np.r_[predicted, measured]).max() * 1.05
+    axes[0].scatter(predicted, measured, s=12)
+    axes[0].plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls=":")
+    axes[0].set(
+        xlabel="first-order prediction of the loss change",
+        ylabel="measured loss change",
+        title=f"{group}: zeroing one channel at a time",
+    )
+    axes[1].plot(np.sort(scores), marker=".", lw=0.8)
+    axes[1].set(
+        xlabel="channel (sorted by score)",
+        ylabel=f"{label(criterion)} score",
+        title="scores on one mini-batch; the left end goes first",
+    )
     fig.tight_layout()
     return fig
 
@@ -267,6 +352,41 @@ def _x_label(xlabel: str | Mapping[str, str] | None, name: str) -> str:
     if isinstance(xlabel, Mapping):
         return xlabel.get(name, name.replace("_", " "))
     return xlabel or name.replace("_", " ")
+
+
+def _grid(
+    metrics: Sequence[str], keys: Sequence, *, cell: tuple[float, float, float], sharex="col"
+) -> tuple[plt.Figure, np.ndarray, dict]:
+    """The grid of :func:`metric_grid` and :func:`interval_curves`: one row per metric, one
+    column per key (rows share y), and a colour per key. ``cell`` is (width per column, height
+    per row, extra height for the legend and title), in inches."""
+    width, height, extra = cell
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(keys),
+        figsize=(max(6.0, width * len(keys) + 0.6), height * len(metrics) + extra),
+        squeeze=False,
+        sharex=sharex,
+        sharey="row",
+    )
+    return fig, axes, _palette(keys)
+
+
+def _label_cell(
+    axes: np.ndarray, i: int, j: int, *, key, ylabel: str, xlabel: str, invert_x: bool, shared=True
+) -> None:
+    """Labels of the drawn cell ``axes[i][j]`` of a :func:`_grid`: the column's ``key`` (through
+    :func:`label`) above the top row, ``ylabel`` in the first column, ``xlabel`` under the bottom
+    row (under every row when rows do not share x), and x inverted once per shared column."""
+    ax = axes[i][j]
+    if i == 0:
+        ax.set_title(label(key))
+    if j == 0:
+        ax.set_ylabel(ylabel)
+    if i == len(axes) - 1 or not shared:
+        ax.set_xlabel(xlabel)
+    if invert_x and (i == 0 or not shared):
+        ax.invert_xaxis()
 
 
 def _grid_cell(
@@ -339,30 +459,19 @@ def metric_grid(
     shared = len(set(xs)) == 1
     keys = list(col_order) if col_order is not None else sorted(history[col].unique())
     labels = dict(metric_labels or {})
-    colors = _palette(keys)
-    fig, axes = plt.subplots(
-        len(metrics),
-        len(keys),
-        figsize=(max(6.0, 4.0 * len(keys) + 0.6), 2.6 * len(metrics) + 0.6),
-        squeeze=False,
-        sharex="col" if shared else False,
-        sharey="row",
+    fig, axes, colors = _grid(
+        metrics, keys, cell=(4.0, 2.6, 0.6), sharex="col" if shared else False
     )
     for j, key in enumerate(keys):
         frame = history[history[col] == key].copy()
         for i, metric in enumerate(metrics):
-            ax = axes[i][j]
             frame["_x"] = frame[xs[i]] / _per_column(x_scale, xs[i], 1.0)
-            if not _grid_cell(ax, frame, metric, colors[key], band):
+            if not _grid_cell(axes[i][j], frame, metric, colors[key], band):
                 continue
-            if i == 0:
-                ax.set_title(str(key))
-            if j == 0:
-                ax.set_ylabel(labels.get(metric, metric))
-            if i == len(metrics) - 1 or not shared:
-                ax.set_xlabel(_x_label(xlabel, xs[i]))
-            if invert_x and (i == 0 or not shared):
-                ax.invert_xaxis()
+            _label_cell(
+                axes, i, j, key=key, ylabel=labels.get(metric, metric),
+                xlabel=_x_label(xlabel, xs[i]), invert_x=invert_x, shared=shared,
+            )  # fmt: skip
     _grid_legend(fig, axes, len(keys), title)
     return fig
 
@@ -387,7 +496,7 @@ def layer_heatmaps(layers: Mapping[str, pd.DataFrame], *, title: str = "") -> pl
             for g, w in zip(fraction.index, table.iloc[:, 0], strict=True)
         ]
         sns.heatmap(fraction, ax=ax, vmin=0, vmax=1, cmap="viridis", cbar=False, yticklabels=True)
-        ax.set(xlabel="pruning step", ylabel="", title=f"{name} ({len(table)} groups)")
+        ax.set(xlabel="pruning step", ylabel="", title=f"{label(name)} ({len(table)} groups)")
         ax.tick_params(axis="y", labelsize=8)
     axes[0][0].set_ylabel("layer group (width at the start), input at the top")
     fig.colorbar(
@@ -436,7 +545,7 @@ def width_order_scatter(
         top, bottom = axes[0][j], axes[1][j]
         top.set_ylabel("channels removed by the end (%)" if j == 0 else "")
         top.set_title(
-            f"{name} ({s['n_groups']} groups)\nwidth vs share removed: "
+            f"{label(name)} ({s['n_groups']} groups)\nwidth vs share removed: "
             f"rho = {s['rho_removed']:+.2f}, p = {s['p_removed']:.2g}",
             fontsize=9,
         )
@@ -471,7 +580,8 @@ def tolerance_selection(
     metric_labels: Mapping[str, str] | None = None,
     title: str = "",
 ) -> plt.Figure:
-    """Metric against network size with the tolerance band around the original value, the
+    """Metric against network size with the tolerance band above the original value (from the
+    original to original + ``tolerance``: the rule is one-sided, a lower EER always passes), the
     selected row of each metric ringed, and vertical ``references`` (``{label: x value}``)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 5.2), squeeze=False)
     frame = history.copy()
@@ -480,16 +590,16 @@ def tolerance_selection(
         _stage_lines(ax, frame, "_x", metric, OKABE_ITO[0])
         ref = float(frame.loc[frame["stage"] == "original", metric].iloc[0])
         ax.axhspan(
-            ref - tolerance,
+            ref,
             ref + tolerance,
-            color="grey",
-            alpha=0.15,
+            color=OKABE_ITO[6],
+            alpha=0.3,
             lw=0,
-            label=f"original +- {tolerance:g}",
+            label=f"tolerance (original + {tolerance:g})",
         )
-        ax.axhline(ref, color="grey", lw=0.8, ls=":")
-        for k, (label, value) in enumerate((references or {}).items()):
-            ax.axvline(value / x_scale, color=OKABE_ITO[k + 1], lw=1, ls="-.", label=label)
+        ax.axhline(ref, color="grey", lw=0.8, ls=":", label="original network")
+        for k, (name, value) in enumerate((references or {}).items()):
+            ax.axvline(value / x_scale, color=OKABE_ITO[k + 1], lw=1, ls="-.", label=name)
         row = selected.get(metric)
         if row is not None:
             ax.plot(
@@ -500,7 +610,7 @@ def tolerance_selection(
                 mfc="none",
                 mec=OKABE_ITO[3],
                 mew=2,
-                label=f"selected: {row['stage']}, step {int(row['step'])}",
+                label=f"selected: {label(row['stage'])}, step {int(row['step'])}",
             )
         ax.invert_xaxis()
         name = (metric_labels or {}).get(metric, metric)
@@ -549,7 +659,7 @@ def compare_curves(
                     marker=STAGE_MARKER[stage],
                     ms=4,
                     color=colors[key],
-                    label=str(key),
+                    label=label(key),
                 )
                 final = frame[(frame["stage"] == "final") & frame[metric].notna()]
                 if stage == "finetuned" and len(final):
@@ -578,7 +688,7 @@ def _band_line(
     ax, rows: pd.DataFrame, x: str, color, stage: str, label: str, band: str = "fill", **kw
 ) -> None:
     """One curve of ``rows`` (columns ``x``, estimate, low, high) with its interval, as a shaded
-    band (``band="fill"``) or as error bars (``"bars"``)."""
+    band (``band="fill"``), as error bars (``"bars"``) or not at all (``"none"``)."""
     rows = rows.sort_values([x, "step"], kind="mergesort")
     ax.plot(
         rows[x],
@@ -592,7 +702,7 @@ def _band_line(
     )
     if rows["low"].notna().any() and band == "fill":
         ax.fill_between(rows[x], rows["low"], rows["high"], color=color, alpha=0.15, lw=0)
-    elif rows["low"].notna().any():  # error bars: a reference drawn over other bands
+    elif rows["low"].notna().any() and band == "bars":  # a reference drawn over other bands
         err = np.abs(rows[["low", "high"]].to_numpy().T - rows["estimate"].to_numpy())
         ax.errorbar(rows[x], rows["estimate"], yerr=np.nan_to_num(err), fmt="none",
                     ecolor=color, elinewidth=0.8, capsize=2)  # fmt: skip
@@ -625,15 +735,7 @@ def interval_curves(
     original level (dotted) and, for metrics of ``tolerance``, the band original + tolerance.
     """
     keys = list(runs)
-    colors = _palette(keys)
-    fig, axes = plt.subplots(
-        len(metrics),
-        len(keys),
-        figsize=(max(6.0, 4.2 * len(keys) + 0.6), 2.9 * len(metrics) + 0.8),
-        squeeze=False,
-        sharex="col",
-        sharey="row",
-    )
+    fig, axes, colors = _grid(metrics, keys, cell=(4.2, 2.9, 0.8))
     for j, key in enumerate(keys):
         for i, metric in enumerate(metrics):
             ax = axes[i][j]
@@ -671,14 +773,10 @@ def interval_curves(
                 if tolerance and metric in tolerance:
                     ax.axhspan(ref, ref + tolerance[metric], color=OKABE_ITO[6], alpha=0.3, lw=0,
                                label=f"tolerance (+{tolerance[metric]:g})")  # fmt: skip
-            if i == 0:
-                ax.set_title(str(key))
-            if j == 0:
-                ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-            if i == len(metrics) - 1:
-                ax.set_xlabel(xlabel or METRIC_LABELS.get(x, x))
-            if invert_x and i == 0:
-                ax.invert_xaxis()
+            _label_cell(
+                axes, i, j, key=key, ylabel=METRIC_LABELS.get(metric, metric),
+                xlabel=xlabel or METRIC_LABELS.get(x, x), invert_x=invert_x,
+            )  # fmt: skip
     handles = {}
     for ax in axes.flat:
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -699,21 +797,25 @@ def criteria_curves(
     metric: str,
     runs: Mapping[str, str],
     stages: Sequence[str] = ("pruned", "finetuned"),
+    bands: Sequence[str] | None = None,
     title: str = "",
 ) -> plt.Figure:
-    """Runs overlaid (``runs``: ``{label: run}``, one colour each) with 95% interval bands: one
+    """Runs overlaid (``runs``: ``{key: run}``, one colour each, named with :func:`label`): one
     panel per stage of ``stages``, ``metric`` against filters removed (``table`` as in
-    :func:`interval_curves`)."""
+    :func:`interval_curves`). The keys of ``bands`` get their 95% interval shaded (default:
+    every run; several overlapping bands cannot be read, so pass the reference alone)."""
     colors = _palette(list(runs))
+    shaded = set(runs) if bands is None else set(bands)
     fig, axes = plt.subplots(
         1, len(stages), figsize=(5.2 * len(stages), 4.0), squeeze=False, sharey=True
     )
     for ax, stage in zip(axes[0], stages, strict=True):
-        for label, run in runs.items():
+        for key, run in runs.items():
             rows = table[(table["run"] == run) & (table["metric"] == metric)]
+            band = "fill" if key in shaded else "none"
             if len(rows):
-                _band_line(ax, _chain_rows(rows, stage), "filters_removed_pct", colors[label],
-                           stage, str(label))  # fmt: skip
+                _band_line(ax, _chain_rows(rows, stage), "filters_removed_pct", colors[key],
+                           stage, label(key), band=band)  # fmt: skip
         ax.set(
             xlabel=METRIC_LABELS["filters_removed_pct"],
             title=STAGE_LABEL.get(stage, stage),
@@ -731,60 +833,93 @@ def interval_forest(
     frame: pd.DataFrame,
     *,
     label: str,
-    xlabel: str,
+    xlabel: str | Mapping[str, str],
     reference: float | None = 0.0,
     hue: str | None = None,
+    panel: str | None = None,
     title: str = "",
 ) -> plt.Figure:
     """Estimates with their intervals as horizontal error bars, one line per row of ``frame``
     (columns ``label``, estimate, low, high, optionally ``hue`` for the colour), top to bottom;
-    ``reference`` draws a vertical line (e.g. 0 for differences)."""
+    ``reference`` draws a vertical line (e.g. 0 for differences). Row and legend texts go through
+    :func:`label`; the ``hue`` legend sits outside, right of the axes.
+
+    ``panel`` names a column whose values get one panel each, stacked, each with its own x axis
+    (e.g. EER and TAR differences, for which "better" points opposite ways); ``xlabel`` may then
+    map panel values to x labels, and the panel value titles each panel.
+    """
     frame = frame.reset_index(drop=True)
-    hues = list(dict.fromkeys(frame[hue])) if hue else [None]
-    colors = _palette(hues)
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(frame) + 1.4))
+    colors = _palette(list(dict.fromkeys(frame[hue])) if hue else [None])
+    panels = list(dict.fromkeys(frame[panel])) if panel else [None]
+    parts = [frame[frame[panel] == p] if panel else frame for p in panels]
+    fig, axes = plt.subplots(
+        len(parts),
+        1,
+        figsize=(6.4, 0.45 * len(frame) + 1.4 * len(parts)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [len(part) + 2 for part in parts]},
+    )
+    for ax, p, part in zip(axes[:, 0], panels, parts, strict=True):
+        _forest_panel(ax, part.reset_index(drop=True), label, hue, colors, reference)
+        text = xlabel.get(p, "") if isinstance(xlabel, Mapping) else xlabel
+        ax.set(xlabel=text, title=_label(str(p)) if panel else title)
+    if panel:
+        fig.suptitle(title)
+    fig.tight_layout()
+    handles = {}
+    for ax in axes[:, 0]:
+        for h, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(name, h)
+    if hue and handles:
+        fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.95),
+                   frameon=False, fontsize=8)  # fmt: skip
+    return fig
+
+
+def _forest_panel(ax, frame: pd.DataFrame, label: str, hue, colors: dict, reference) -> None:
+    """One panel of :func:`interval_forest`: the rows of ``frame``, top to bottom."""
     y = np.arange(len(frame))[::-1]
-    for h in hues:
+    for h in colors:
         sel = (frame[hue] == h).to_numpy() if hue else np.ones(len(frame), bool)
+        if not sel.any():
+            continue
         f = frame[sel]
         err = np.abs(f[["low", "high"]].to_numpy().T - f["estimate"].to_numpy())
         ax.errorbar(
             f["estimate"], y[sel], xerr=np.nan_to_num(err), fmt="o", capsize=3,
-            color=colors[h], label=None if h is None else str(h),
+            color=colors[h], label=None if h is None else _label(str(h)),
         )  # fmt: skip
     if reference is not None:
         ax.axvline(reference, color=REFERENCE, lw=0.9, ls=":")
     ax.set_yticks(y)
-    ax.set_yticklabels(frame[label].astype(str))
-    ax.set(xlabel=xlabel, title=title)
-    if hue:
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    ax.set_yticklabels(frame[label].astype(str).map(_label))
+    ax.set_ylim(-0.7, len(frame) - 0.3)
 
 
 def null_comparison(frame: pd.DataFrame, *, title: str = "") -> plt.Figure:
     """Observed Spearman rho of every run (dot) against the central 95% of its random-removal
-    null (grey bar): ``frame`` has columns run, rho, low, high (from
-    :func:`facepruning.analysis.width_null_position`). A dot right of its bar: wider groups lose
-    more than chance; inside: indistinguishable from random removal."""
+    null (grey bar, "random-removal band"): ``frame`` has columns run, rho, low, high (from
+    :func:`facepruning.analysis.width_null_position`; run names go through :func:`label`). A dot
+    right of its bar: wider groups lose more than chance; inside: indistinguishable from random
+    removal. The legend sits below the axes, clear of the bars."""
     frame = frame.reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(frame) + 1.4))
     y = np.arange(len(frame))[::-1]
     ax.hlines(y, frame["low"], frame["high"], color=REFERENCE, lw=6, alpha=0.35,
-              label="random removal, central 95%")  # fmt: skip
+              label="random-removal band (95%)")  # fmt: skip
     inside = (frame["rho"] >= frame["low"]) & (frame["rho"] <= frame["high"])
     ax.plot(frame["rho"][~inside], y[~inside], "o", color=OKABE_ITO[3], label="observed, outside")
     ax.plot(frame["rho"][inside], y[inside], "o", color=OKABE_ITO[0], label="observed, inside")
     ax.axvline(0, color=REFERENCE, lw=0.8, ls=":")
     ax.set_yticks(y)
-    ax.set_yticklabels(frame["run"])
+    ax.set_yticklabels(frame["run"].astype(str).map(_label))
     ax.set(
         xlabel="Spearman rho, group width vs share of its channels removed",
         xlim=(-1.05, 1.05),
+        ylim=(-0.6, len(frame) - 0.4),
         title=title,
     )
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -793,8 +928,9 @@ def layer_bars(
     layers: Mapping[str, pd.DataFrame], *, steps: Sequence[int] | None = None, title: str = ""
 ) -> plt.Figure:
     """Filters per layer group as bars, the way the papers plot layers: one panel per network
-    (groups in network order, input on the left), the width at the start in light grey and the
-    filters left after each step of ``steps`` (default: the middle and the last step) overlaid."""
+    (titled with :func:`label` of its key; groups in network order, input on the left), the width
+    at the start in light grey and the filters left after each step of ``steps`` (default: the
+    middle and the last step) overlaid."""
     fig, axes = plt.subplots(len(layers), 1, figsize=(11, 2.9 * len(layers) + 0.4), squeeze=False)
     for ax, (name, table) in zip(axes[:, 0], layers.items(), strict=True):
         table = table[sorted(table.columns)]
@@ -808,7 +944,7 @@ def layer_bars(
                    color=OKABE_ITO[k % len(OKABE_ITO)], label=f"after step {step}")  # fmt: skip
         ax.set_yscale("log", base=2)
         ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%d"))
-        ax.set(xlim=(-0.6, len(table) - 0.4), ylabel="filters (log scale)", title=name)
+        ax.set(xlim=(-0.6, len(table) - 0.4), ylabel="filters (log scale)", title=label(name))
         ax.set_xticks(x[:: max(1, len(x) // 20)])
         ax.legend(loc="upper left", fontsize=8, ncol=len(shown) + 1)
     axes[-1][0].set_xlabel("layer group, in network order (input on the left)")
@@ -826,7 +962,7 @@ def descriptor_sizes(history: pd.DataFrame, *, col_order: Sequence[str], title: 
         rows = history[(history["arch"] == arch) & history["stage"].isin(["original", "pruned"])]
         rows = rows.sort_values("step")
         ax.plot(rows["filters_removed_pct"], rows["descriptor_size"], "-o", ms=4,
-                color=colors[arch], label=arch)  # fmt: skip
+                color=colors[arch], label=label(arch))  # fmt: skip
     ax.set_yscale("log", base=2)
     ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%d"))
     ax.set(

@@ -23,7 +23,7 @@ __all__ = [
     "load_params",
     "notebook_parameters",
     "run_notebook",
-    "drop_widget_state",
+    "tidy_executed",
 ]
 
 _MARKER = "dvc.yaml"
@@ -78,17 +78,21 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     return {name: info.get("default") for name, info in declared.items()}
 
 
-def drop_widget_state(path: str | os.PathLike) -> None:
-    """Remove the saved state of progress-bar widgets from an executed notebook.
+def tidy_executed(path: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Make an executed notebook at ``path`` read as the report ``output`` it becomes.
 
     Every tqdm bar leaves its widget model in the notebook's metadata: hundreds of kilobytes that
-    no static viewer renders. The outputs keep their plain-text form.
+    no static viewer renders, so it goes (the outputs keep their plain-text form). Papermill
+    records where it wrote the notebook, a scratch file under whatever folder the run happened
+    in; the report records ``output`` instead, as given (relative in the pipeline).
     """
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
-    if nb.metadata.pop("widgets", None) is not None:
-        nbformat.write(nb, str(path))
+    nb.metadata.pop("widgets", None)
+    if "papermill" in nb.metadata:
+        nb.metadata.papermill["output_path"] = str(output)
+    nbformat.write(nb, str(path))
 
 
 # Names of this package's exceptions: a notebook that raises one failed on bad input, and its
@@ -148,7 +152,7 @@ def run_notebook(
         raise
     finally:
         os.environ.pop(QUIET_VARIABLE, None)
-    drop_widget_state(tmp)
+    tidy_executed(tmp, output)
     output.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, output)
     if failed.exists():

@@ -5,7 +5,8 @@ tracing underneath):
 
 ``scoring``
     Filter importance: :class:`ImportanceAccumulator` and the :data:`CRITERIA`
-    (``taylor_activation``, ``taylor_weight``, ``l1_norm``, ``random``).
+    (``taylor_activation``, ``taylor_weight``, ``l1_norm``, ``random``, ``none``);
+    :func:`taylor_prediction_check` sets the first-order prediction against measured removals.
 ``surgery``
     Which channels must go together (:class:`ChannelGroup`, :func:`prunable_groups`) and
     removing them in place (:func:`remove_channels`); :func:`zero_channels` for the masked
@@ -19,7 +20,13 @@ prune_iteratively, prunable_groups``.
 """
 
 from .loop import PruningResult, prune_iteratively, select_channels
-from .scoring import CRITERIA, ImportanceAccumulator, normalize_per_group
+from .scoring import (
+    CRITERIA,
+    ImportanceAccumulator,
+    TaylorCheck,
+    normalize_per_group,
+    taylor_prediction_check,
+)
 from .surgery import (
     ChannelGroup,
     channel_layout,
@@ -35,6 +42,8 @@ __all__ = [
     "CRITERIA",
     "ImportanceAccumulator",
     "normalize_per_group",
+    "TaylorCheck",
+    "taylor_prediction_check",
     # surgery
     "ChannelGroup",
     "prunable_groups",

@@ -3,19 +3,21 @@ step by one criterion; the pruned network, its history and its layer widths."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+from scipy.stats import spearmanr
 from torch import nn
 
 from .. import artifacts, distributed, parameters
-from ..errors import ModelError
+from ..errors import ModelError, ParameterError
 from ..parameters import PruneParameters
 from ..pruning import PruningResult, load_model, prune_iteratively, save_model
-from .common import StageData, checkpoints, data_identity, evaluate, threshold_of, training_data
+from ..verification import eer_threshold
+from .common import StageData, checkpoints, data_identity, evaluate, training_data
 
 __all__ = ["PruneRun", "run", "pruning_inputs", "split_pair_scores"]
 
@@ -56,13 +58,13 @@ class PruneRun:
 
 
 def _width_rank_correlation(layers: pd.DataFrame) -> float:
-    """Spearman correlation of a group's original width and the share of it removed."""
+    """Spearman correlation of a group's original width and the share of it removed; NaN when
+    every group lost the same share (or all groups are equally wide)."""
     width = layers.iloc[:, 0]
     removed_share = 1 - layers.iloc[:, -1] / width
-    if not removed_share.std() > 0:
+    if not (removed_share.std() > 0 and width.std() > 0):
         return float("nan")
-    ranks = pd.DataFrame({"width": width, "removed": removed_share}).rank()
-    return float(ranks.corr().iloc[0, 1])
+    return float(spearmanr(width, removed_share).statistic)
 
 
 def _prune_summary(p: PruneParameters, history: pd.DataFrame, correlation: float) -> dict:
@@ -84,6 +86,17 @@ def _prune_summary(p: PruneParameters, history: pd.DataFrame, correlation: float
         "original": {k: original[k] for k in history.columns if "/" in k},
         "final": {k: final[k] for k in history.columns if "/" in k},
     }
+
+
+def _final_eer_threshold(pair_scores: dict[str, Any]) -> float | None:
+    """The 1-image EER threshold of the final network (the last row of the pair scores); None
+    without 1-image pairs of both kinds."""
+    if "t1" not in pair_scores.get("scores", {}):
+        return None
+    genuine = pair_scores["pairs"]["t1"]["genuine"]
+    if not genuine.any() or genuine.all():
+        return None
+    return eer_threshold(pair_scores["scores"]["t1"][-1].double().numpy(), genuine.numpy())
 
 
 def split_pair_scores(history: list[dict[str, Any]]) -> tuple[list[dict], dict[str, Any]]:
@@ -111,13 +124,36 @@ def split_pair_scores(history: list[dict[str, Any]]) -> tuple[list[dict], dict[s
     }
 
 
+def _repeat_steps(p: PruneParameters) -> PruneParameters:
+    """With ``steps_of``: exactly as many steps as that run took, and no target.
+
+    The no-pruning control is trained, scored and fine-tuned step for step like its network's
+    pruning run, so that its rows (the final one included) pair with the pruning run's.
+    """
+    if not p.steps_of:
+        return p
+    source = Path(p.steps_of)
+    if not source.is_file():
+        raise ParameterError(
+            f"steps_of={p.steps_of!r}: no such file; run the pruning run it names first "
+            "(dvc repro runs it before the control)"
+        )
+    steps = artifacts.read_json(source).get("steps")
+    if not isinstance(steps, int) or steps < 1:
+        raise ParameterError(
+            f"steps_of={p.steps_of!r} holds no positive 'steps' count: it is not a pruning "
+            "run's metrics JSON; rerun that run"
+        )
+    return replace(p, max_steps=steps, target_fraction=None)
+
+
 def run(params: PruneParameters | None = None, /, **given: Any) -> PruneRun:
     """Prune a baseline iteratively; write the pruned model, metrics, history and layers.
 
     Parameters: :class:`~facepruning.parameters.PruneParameters`, as a dataclass or by name.
     Returns a :class:`PruneRun`.
     """
-    p = parameters.resolve("prune", params, given)
+    p = _repeat_steps(parameters.resolve("prune", params, given))
     here = distributed.init_from_env()
     model, meta, inputs = pruning_inputs(p.baseline_path, p.data_dir, arch=p.arch)
     device = distributed.default_device()
@@ -151,17 +187,11 @@ def run(params: PruneParameters | None = None, /, **given: Any) -> PruneRun:
     if here.is_main:
         summary = _prune_summary(p, history, correlation)
         artifacts.save_torch(p.scores_path, pair_scores)
-        final_scores = {
-            "pair_scores": {
-                k: {"scores": v[-1], **pair_scores["pairs"][k]}
-                for k, v in pair_scores["scores"].items()
-            }
-        }
         pruned_meta = {
             **meta,
             "criterion": p.criterion,
             "filters_removed_pct": summary["filters_removed_pct"],
-            "eer_threshold": threshold_of(final_scores),  # of the final network
+            "eer_threshold": _final_eer_threshold(pair_scores),
         }
         save_model(p.model_path, result.model, meta=pruned_meta)
         artifacts.write_json(p.metrics_path, summary)
