@@ -202,7 +202,14 @@ def write_layouts(path: Path) -> None:
     """``{arch: {group: channels}}`` of the pipeline's Taylor-pruned models."""
     layouts = {}
     for arch in ARCHS:
-        model, _ = load_model(ROOT / "models" / "pruned" / f"{arch}-taylor_activation.pt")
+        path = ROOT / "models" / "pruned" / f"{arch}-taylor_activation.pt"
+        model, meta = load_model(path)
+        if meta.get("channel_multiple", 1) != 1:
+            raise SystemExit(
+                f"{path} was pruned with channel_multiple={meta['channel_multiple']}: the "
+                "reference layouts must come from a run with channel_multiple 1 (dvc exp run -S "
+                "prune.channel_multiple=1, then --write-layouts)"
+            )
         layouts[arch] = layout(model)
     path.write_text(json.dumps(layouts, indent=1) + "\n", encoding="utf-8")
 

@@ -194,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     (args.out / "results.md").write_text(report.markdown(results), encoding="utf-8")
     print(f"[bench] wrote {args.out / 'results.json'} and results.md", flush=True)
-    if args.out.resolve() == DEFAULT_OUT and "inference" in results["sections"]:
-        update_readme(results)
+    inference = results["sections"].get("inference", {})
+    if args.out.resolve() == DEFAULT_OUT and not settings.quick and "summary" in inference:
+        update_readme(results)  # a quick or failed run leaves the README's numbers alone
     errors = [n for n, s in results["sections"].items() if "error" in s]
     return 1 if errors else 0
 

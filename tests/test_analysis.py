@@ -341,10 +341,10 @@ def test_load_scores_round_trip_and_errors(tmp_path):
     got = an.load_scores(tmp_path / "r.pt")
     assert got.row(1, "pruned") == 1 and got.identities == rs.identities
     np.testing.assert_allclose(got.scores["t1"], rs.scores["t1"], atol=1e-6)
-    with pytest.raises(DataError, match=r"missing\.pt.*missing.*rerun the prune stage"):
+    with pytest.raises(DataError, match=r"missing\.pt.*missing.*rerun.*prune@missing"):
         an.load_scores(tmp_path / "missing.pt")
     save_torch(tmp_path / "bad.pt", {**raw, "scores": {"t1": torch.zeros(3, 4)}})
-    with pytest.raises(DataError, match=r"bad\.pt.*shape.*rerun the prune stage"):
+    with pytest.raises(DataError, match=r"bad\.pt.*shape.*rerun.*prune@bad"):
         an.load_scores(tmp_path / "bad.pt")
     save_torch(tmp_path / "old.pt", {"scores": {}})
     with pytest.raises(DataError, match=r"old\.pt.*keys"):
@@ -493,6 +493,29 @@ def test_main_runs_never_picks_the_control():
     other, _ = _synthetic_run("sq-l1", "squeezenet", "l1_norm", [1.5] * 5, [1.5] * 5, 1.5)
     assert an.main_runs({"sq-control": run, "sq-l1": other}) == {"squeezenet": "sq-l1"}
     assert an.control_runs({"sq-control": run, "sq-l1": other}) == {"squeezenet": "sq-control"}
+
+
+def test_width_null_respects_the_channel_multiple_of_the_pruning_loop():
+    """Uniform random removal through the loop's own selection with channel_multiple 16 (random
+    scores, select_channels step by step): its rho sits inside the m=16 null far more often than
+    inside the m=1 null, which ignores that narrow groups cannot shrink."""
+    from facepruning.pruning.loop import select_channels
+
+    widths = np.array([16, 16, 32, 48, 64, 64, 128, 192, 256, 256])
+    rng = np.random.default_rng(3)
+    inside = {1: 0, 16: 0}
+    for trial in range(30):
+        left = widths.copy()
+        for _ in range(6):
+            scores = {str(g): torch.as_tensor(rng.random(c)) for g, c in enumerate(left)}
+            plan = select_channels(scores, count=48, channel_multiple=16)
+            left = left - np.array([len(plan.get(str(g), ())) for g in range(left.size)])
+        assert all(c % 16 == 0 for c in left)
+        layers = pd.DataFrame({0: widths, 6: left})
+        for m in inside:
+            pos = an.width_null_position(layers, channel_multiple=m, n=2000, seed=trial)
+            inside[m] += pos["low"] <= pos["rho"] <= pos["high"]
+    assert inside[16] >= 25 and inside[16] > inside[1]
 
 
 def test_width_null_position_of_the_uniform_random_removal_is_inside():

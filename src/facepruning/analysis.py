@@ -134,10 +134,16 @@ def variant_label(criterion: str, normalize_scores: bool) -> str:
     return f"{criterion} (unnormalised)" if unscaled else criterion
 
 
+def _stage_of(key: str) -> str:
+    """The dvc.yaml stage that writes run ``key``: ``control@<arch>`` or ``prune@<run>``."""
+    arch, _, rest = key.partition("-")
+    return f"control@{arch}" if rest == "control" else f"prune@{key}"
+
+
 def _run_description(path: Path, key: str) -> dict:
     """``run``, ``arch``, ``criterion`` and ``normalize_scores`` of the run whose metrics JSON is
     ``path``, checked; the whole JSON is returned."""
-    rerun = f"rerun its prune stage (dvc repro -f prune@{key}, or notebook 03) to rewrite it"
+    rerun = f"rerun its stage (dvc repro -f {_stage_of(key)}, or notebook 03) to rewrite it"
     if not path.is_file():
         raise DataError(f"{path} (the metrics of pruning run {key!r}) is missing: {rerun}")
     summary = read_json(path)
@@ -539,7 +545,7 @@ class RunScores:
 
 def _scores_error(path: Path, what: str) -> DataError:
     return DataError(
-        f"{path} {what}: rerun the prune stage that writes it (dvc repro -f prune@<run>)"
+        f"{path} {what}: rerun the stage that writes it (dvc repro -f {_stage_of(path.stem)})"
     )
 
 
@@ -549,7 +555,7 @@ def load_scores(path: str | os.PathLike) -> RunScores:
     path = Path(path)
     if not path.is_file():
         raise _scores_error(path, "(the per-pair scores of a pruning run) is missing")
-    raw = load_torch(path, remedy="the prune stage that writes it (dvc repro -f prune@<run>)")
+    raw = load_torch(path, remedy=f"the stage that writes it (dvc repro -f {_stage_of(path.stem)})")
     if not isinstance(raw, Mapping) or any(k not in raw for k in SCORES_KEYS):
         raise _scores_error(path, f"is not a dict with the keys {list(SCORES_KEYS)}")
     try:
@@ -831,8 +837,11 @@ def _claim_c5(
     elif big and all(x[2].low > tol for x in big):
         red, at, iv = min(big, key=lambda x: x[0])
         v = "refuted"
-    else:  # judged where the network first is as small as the claim's
-        red, at, iv = min(big, key=lambda x: x[0]) if big else max(lines, key=lambda x: x[0])
+    else:  # shown where the network is first as small as the claim's and not clearly worse
+        open_rows = [x for x in big if x[2].low <= tol]
+        red, at, iv = (
+            min(open_rows, key=lambda x: x[0]) if open_rows else max(lines, key=lambda x: x[0])
+        )
         v = "inconclusive"
     entry = _entry("C5", f"{metric} change", iv, tol, "below", "")
     entry["verdict"] = v
@@ -871,17 +880,30 @@ def _claim_c6(j: _Judge, main: Mapping[str, str], metric: str = "t1/eer", share:
 
 
 def width_null_position(
-    layers: pd.DataFrame, *, min_channels: int = 1, n: int = 10000, seed: int = 0
+    layers: pd.DataFrame,
+    *,
+    min_channels: int = 1,
+    channel_multiple: int = 1,
+    n: int = 10000,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Observed Spearman rho (width vs share removed, :func:`width_order`) of a layer table and
-    its place in :func:`statistics.width_null` for the same number of channels removed:
-    ``{rho, p, low, high, median, removed}`` (low/high: the null's 2.5% and 97.5% quantiles)."""
+    its place in :func:`statistics.width_null` for the same channels removed at each step under
+    the run's ``min_channels`` and ``channel_multiple``: ``{rho, p, low, high, median, removed}``
+    (low/high: the null's 2.5% and 97.5% quantiles)."""
     table = width_order(layers)
-    last = layers[sorted(layers.columns)].iloc[:, -1].to_numpy()
+    ordered = layers[sorted(layers.columns)]
+    last = ordered.iloc[:, -1].to_numpy()
     removed = int(round(float((table["width"].to_numpy() - last).sum())))
     rho = spearman(table["width"], table["removed_share"])
     null = st.width_null(
-        table["width"].to_numpy(), removed, min_channels=min_channels, n=n, seed=seed
+        table["width"].to_numpy(),
+        removed,
+        min_channels=min_channels,
+        channel_multiple=channel_multiple,
+        steps=(-np.diff(ordered.sum(axis=0).to_numpy())).tolist(),
+        n=n,
+        seed=seed,
     )
     return {**st.null_position(rho, null), "removed": removed}
 
@@ -895,8 +917,13 @@ def _claim_c7(
         metric = "spearman rho (width, share removed) vs random-removal null [2.5%, 97.5%]"
         if run.criterion == CONTROL_CRITERION or run.layers is None:
             continue
-        m = int(run.summary.get("min_channels", min_channels))
-        pos = width_null_position(run.layers, min_channels=m, n=n_null, seed=seed)
+        pos = width_null_position(
+            run.layers,
+            min_channels=int(run.summary.get("min_channels", min_channels)),
+            channel_multiple=int(run.summary.get("channel_multiple", 1)),
+            n=n_null,
+            seed=seed,
+        )
         iv = st.Interval(pos["rho"], pos["rho"], pos["rho"])
         entry = _entry(f"C7/{key}", metric, iv, pos["high"], "above", "")
         entry["verdict"] = (
@@ -1343,9 +1370,9 @@ def summarize(
         claims.<C1..C7>: verdict, estimate, ci, metric
 
     ``*_ci`` are ``[low, high]`` (``level`` identity-bootstrap percentile intervals; None
-    without scores), lists, which ``dvc metrics show`` leaves out: it lists about 50 numbers for
-    three networks and five criteria. ``vs_control`` is the final row minus the control at the
-    same step, paired (for every metric in the ``networks`` table).
+    without scores); ``dvc metrics show`` lists :func:`headline` of this, not this.
+    ``vs_control`` is the final row minus the control's row at the same step and stage, paired
+    (for every metric in the ``networks`` table).
     ``tables``: ``intervals`` (:func:`interval_table`), ``networks``, ``criteria``, ``claims``,
     ``layers`` (:func:`layer_width_table`); for ``dvc plots``: per network ``curves_<arch>``
     (:func:`curve_table`) and ``layers_<arch>`` (:func:`layer_steps_table`), and
@@ -1440,11 +1467,12 @@ def headline(compact: Mapping) -> dict:
     out: dict = {"eer_tolerance": compact["eer_tolerance"]}
     for arch, net in compact["networks"].items():
         p0, p1 = net["params"]
+        saved = 100 * (1 - p1 / p0) if p0 and p1 is not None else None
         out[arch] = {
             "t1_eer_original": net["t1_eer"]["original"],
             "t1_eer_final": net["t1_eer"]["final"],
             "t1_eer_final_minus_control": net["t1_eer"].get("vs_control"),
-            "params_saved_pct": finite_or_none(100 * (1 - p1 / p0)),
+            "params_saved_pct": finite_or_none(saved),
             "filters_removed_pct": net["filters_removed_pct"],
             "eer_within_tolerance_to_pct": net["holds_to_pct"],
         }

@@ -26,7 +26,7 @@ as in :mod:`facepruning.verification`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,27 +262,67 @@ def _rank_rows(x: np.ndarray) -> np.ndarray:
 
 
 def width_null(
-    widths: Any, removed_total: int, *, min_channels: int = 1, n: int = 10000, seed: int = 0
+    widths: Any,
+    removed_total: int,
+    *,
+    min_channels: int = 1,
+    channel_multiple: int = 1,
+    steps: Sequence[int] | None = None,
+    n: int = 10000,
+    seed: int = 0,
 ) -> np.ndarray:
     """``n`` draws of Spearman's rho (width vs share removed) under uniform random removal.
 
     ``removed_total`` channels are drawn uniformly without replacement from all prunable channels,
-    each group of width ``w`` offering ``w - min_channels`` of them (multivariate
-    hypergeometric). Ranks as :func:`scipy.stats.spearmanr` (average ranks for ties); NaN for a
-    draw whose shares are constant (or for constant widths)."""
+    each group of width ``w`` offering all but the ``min_channels`` it must keep (multivariate
+    hypergeometric). With ``channel_multiple`` m > 1 the draw follows the pruning loop
+    (:func:`facepruning.pruning.loop.select_channels`) step by step, ``steps`` giving the
+    channels removed at each step (default: one step of ``removed_total``): a uniform draw, then
+    each group's share rounded down to keep a multiple of m and the groups with the largest
+    left-over shares rounded up until the step's count is reached. That rounding favours wide
+    groups by itself, so a null that ignored it would make random removal look width-ordered.
+    Ranks as :func:`scipy.stats.spearmanr` (average ranks for ties); NaN for a draw whose shares
+    are constant (or for constant widths)."""
     w = np.asarray(widths, dtype=np.int64).ravel()
-    avail = np.maximum(w - min_channels, 0)
-    if w.size < 2 or np.any(w <= 0):
-        raise ParameterError("width_null needs at least two groups of positive width")
-    if not 0 <= removed_total <= avail.sum():
-        raise ParameterError(f"cannot remove {removed_total} of {avail.sum()} prunable channels")
+    if w.size < 2 or np.any(w <= 0) or channel_multiple < 1:
+        raise ParameterError("width_null needs two groups of positive width and a multiple >= 1")
+    keep = max(min_channels, 1)
+    if not 0 <= removed_total <= np.maximum(w - keep, 0).sum():
+        raise ParameterError(f"cannot remove {removed_total} of {(w - keep).sum()} channels")
     rng = np.random.default_rng(seed)
-    removed = rng.multivariate_hypergeometric(avail, removed_total, size=n)
+    if channel_multiple == 1:
+        removed = rng.multivariate_hypergeometric(np.maximum(w - keep, 0), removed_total, size=n)
+    else:
+        counts = list(steps) if steps is not None else [removed_total]
+        removed = w - _aligned_removal(w, counts, keep, channel_multiple, n, rng)
     rx = _rank_rows(w.astype(np.float64))
     ry = _rank_rows(removed / w)
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = (ry @ rx) / np.sqrt((rx**2).sum() * (ry**2).sum(axis=1))
     return np.where(np.isfinite(rho), rho, np.nan)
+
+
+def _aligned_removal(w, counts, keep: int, m: int, n: int, rng) -> np.ndarray:
+    """Widths left ``[n, groups]`` after ``counts`` steps of uniform removal rounded to multiples
+    of ``m`` exactly as ``select_channels`` rounds (vectorised over the ``n`` draws)."""
+    left = np.tile(w, (n, 1))
+    floor_keep = max(-(-keep // m) * m, m)
+    for count in counts:
+        floor = np.where(left < m, left, np.minimum(left, floor_keep))
+        cap = left - floor
+        count = int(min(count, cap.sum(axis=1).min()))
+        k = np.stack([rng.multivariate_hypergeometric(c, count) for c in cap])
+        offset = left % m
+        down = np.where((k < offset) | (k == 0), 0, k - (k - offset) % m)
+        up = np.minimum(down + np.where((down == 0) & (offset > 0), offset, m), cap)
+        order = np.argsort(down - k, axis=1, kind="stable")  # largest left-over share first
+        eligible = np.take_along_axis(k > down, order, axis=1)
+        inc = np.where(eligible, np.take_along_axis(up - down, order, axis=1), 0)
+        before = down.sum(axis=1, keepdims=True) + np.cumsum(inc, axis=1) - inc
+        take = np.zeros_like(eligible)
+        np.put_along_axis(take, order, eligible & (before < count), axis=1)
+        left = left - np.where(take, up, down)
+    return left
 
 
 def null_position(observed: float, null: Any, level: float = 0.95) -> dict[str, float]:

@@ -74,6 +74,9 @@ def _prune_summary(p: PruneParameters, history: pd.DataFrame, correlation: float
         "arch": p.arch,
         "criterion": p.criterion,
         "normalize_scores": p.normalize_scores,
+        # what a random-removal null of the width claim must respect (analysis.width_null)
+        "min_channels": p.min_channels,
+        "channel_multiple": p.channel_multiple,
         "steps": int(history.step.max()),
         "descriptor_size_original": int(original.descriptor_size),
         "descriptor_size_final": int(final.descriptor_size),
@@ -190,6 +193,7 @@ def run(params: PruneParameters | None = None, /, **given: Any) -> PruneRun:
         pruned_meta = {
             **meta,
             "criterion": p.criterion,
+            "channel_multiple": p.channel_multiple,
             "filters_removed_pct": summary["filters_removed_pct"],
             "eer_threshold": _final_eer_threshold(pair_scores),
         }
