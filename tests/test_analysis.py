@@ -505,13 +505,14 @@ def test_width_null_respects_the_channel_multiple_of_the_pruning_loop():
     rng = np.random.default_rng(3)
     inside = {1: 0, 16: 0}
     for trial in range(30):
-        left = widths.copy()
-        for _ in range(6):
+        columns = {0: widths}
+        for step in range(1, 7):
+            left = columns[step - 1]
             scores = {str(g): torch.as_tensor(rng.random(c)) for g, c in enumerate(left)}
             plan = select_channels(scores, count=48, channel_multiple=16)
-            left = left - np.array([len(plan.get(str(g), ())) for g in range(left.size)])
-        assert all(c % 16 == 0 for c in left)
-        layers = pd.DataFrame({0: widths, 6: left})
+            columns[step] = left - np.array([len(plan.get(str(g), ())) for g in range(left.size)])
+        assert all(c % 16 == 0 for c in columns[6])
+        layers = pd.DataFrame(columns)  # every step: the null repeats the run's step sizes
         for m in inside:
             pos = an.width_null_position(layers, channel_multiple=m, n=2000, seed=trial)
             inside[m] += pos["low"] <= pos["rho"] <= pos["high"]

@@ -302,6 +302,19 @@ def width_null(
     return np.where(np.isfinite(rho), rho, np.nan)
 
 
+def _capped_draw(rng, sizes: np.ndarray, cap: np.ndarray, count: int) -> np.ndarray:
+    """``count`` channels drawn uniformly over all channels of the groups (``sizes``), a group
+    giving at most ``cap``: what taking the lowest of uniform scores, skipping full groups, does
+    (a group's chance follows its width, not its capacity). The excess of a full group is drawn
+    again over the room the others have left."""
+    k = rng.multivariate_hypergeometric(sizes, count)
+    excess = int(np.maximum(k - cap, 0).sum())
+    if excess:
+        k = np.minimum(k, cap)
+        k = k + rng.multivariate_hypergeometric(cap - k, excess)
+    return k
+
+
 def _aligned_removal(w, counts, keep: int, m: int, n: int, rng) -> np.ndarray:
     """Widths left ``[n, groups]`` after ``counts`` steps of uniform removal rounded to multiples
     of ``m`` exactly as ``select_channels`` rounds (vectorised over the ``n`` draws)."""
@@ -311,7 +324,7 @@ def _aligned_removal(w, counts, keep: int, m: int, n: int, rng) -> np.ndarray:
         floor = np.where(left < m, left, np.minimum(left, floor_keep))
         cap = left - floor
         count = int(min(count, cap.sum(axis=1).min()))
-        k = np.stack([rng.multivariate_hypergeometric(c, count) for c in cap])
+        k = np.stack([_capped_draw(rng, size, c, count) for size, c in zip(left, cap, strict=True)])
         offset = left % m
         down = np.where((k < offset) | (k == 0), 0, k - (k - offset) % m)
         up = np.minimum(down + np.where((down == 0) & (offset > 0), offset, m), cap)
