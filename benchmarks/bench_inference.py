@@ -201,17 +201,24 @@ def _rows(entry: dict[str, Any], batch: int, stats: dict[str, Any]) -> list[dict
 
 
 def choose_multiple(summary: list[dict[str, Any]]) -> int:
-    """The multiple with the best worst case, over networks and batch sizes, of the best pruned
-    runtime's speed-up against the best original runtime, as a share of the MAC theory. A larger
-    multiple must beat a smaller one by :data:`MARGIN`: rounding removes a few more channels than
-    the ranking asks for, which costs accuracy for nothing if it buys no speed."""
+    """The multiple the targets favour. First the multiples whose pruned network is never slower
+    than the original in any runtime and batch (all multiples when none is); among them, the one
+    with the best worst case, over networks and batch sizes, of the best pruned runtime's
+    speed-up against the best original runtime as a share of the MAC theory. A larger multiple
+    must beat a smaller one by :data:`MARGIN`: rounding removes a few more channels than the
+    ranking asks for, which costs accuracy for nothing if it buys no speed."""
     best = [r for r in summary if r["runtime"] == "best"]
-    worst = {}
+    worst, slowest = {}, {}
     for r in best:
         m = r["channel_multiple"]
         worst[m] = min(worst.get(m, math.inf), r["realised_over_theory"])
-    choice = min(worst)
-    for m in sorted(worst):
+    for r in summary:
+        if r["runtime"] != "best":
+            m = r["channel_multiple"]
+            slowest[m] = min(slowest.get(m, math.inf), r["speedup"])
+    candidates = [m for m in sorted(worst) if slowest.get(m, 0) >= 1] or sorted(worst)
+    choice = candidates[0]
+    for m in candidates:
         if worst[m] > worst[choice] + MARGIN:
             choice = m
     return choice

@@ -425,9 +425,9 @@ def readme_block(
         "ONNX Runtime (basic or full graph optimisation); spread = IQR / median of the timings.",
         "",
         *_cpu_table(results),
-        f"This measurement favours m = **{m}**: of the multiples, the one whose worst "
-        "best-vs-best share of the theory is highest, a larger multiple having to win by more "
-        "than 3 points ("
+        f"This measurement favours m = **{m}**: of the multiples whose pruned networks are never "
+        "slower than the original in any runtime, the one whose worst best-vs-best share of the "
+        "theory is highest, a larger multiple having to win by more than 3 points ("
         + ", ".join(f"m={k}: {v:.0%}" for k, v in worst.items())
         + f"); the pipeline prunes with `channel_multiple: {pipeline_multiple}` (params.yaml). "
         f"With m = {m}: {'; '.join(_targets(sec['summary'], m))}.",

@@ -123,3 +123,23 @@ def test_readme_speed_block_is_generated_from_the_committed_results():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = {"speed": report.readme_block(results, gpu, pipeline_multiple())}
     assert replace_blocks(text, block) == text, "README.md's speed block is stale: make bench"
+
+
+def test_the_chosen_multiple_is_never_slower_first_then_best_in_the_worst_case():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_inference import choose_multiple
+
+    def rows(m, worst_share, slowest):
+        best = {"runtime": "best", "channel_multiple": m, "speedup": 2.0}
+        return [
+            {**best, "realised_over_theory": worst_share},
+            {**best, "realised_over_theory": worst_share + 0.2},
+            {"runtime": "ort_basic", "channel_multiple": m, "speedup": slowest},
+        ]
+
+    faster_but_sometimes_slower = rows(1, 0.4, 0.7) + rows(8, 0.75, 1.1) + rows(16, 0.81, 0.78)
+    assert choose_multiple(faster_but_sometimes_slower) == 8
+    all_sometimes_slower = rows(1, 0.4, 0.7) + rows(8, 0.75, 0.9) + rows(16, 0.81, 0.8)
+    assert choose_multiple(all_sometimes_slower) == 16  # beats 8 by more than the margin
+    within_margin = rows(1, 0.4, 1.2) + rows(8, 0.75, 1.1) + rows(16, 0.77, 1.1)
+    assert choose_multiple(within_margin) == 8
