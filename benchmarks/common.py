@@ -137,11 +137,12 @@ TAYLOR_LAYOUTS = ROOT / "benchmarks" / "taylor_layouts.json"
 
 def reference_layout(arch: str, pruned: nn.Module) -> tuple[dict[str, int], str]:
     """``(layout, source)``: the stored Taylor layout of ``arch`` if any, else ``pruned``'s."""
+    own = layout(pruned)
     if TAYLOR_LAYOUTS.is_file():
         stored = json.loads(TAYLOR_LAYOUTS.read_text(encoding="utf-8"))
-        if arch in stored and set(stored[arch]) == set(layout(pruned)):
+        if arch in stored and set(stored[arch]) == set(own):
             return stored[arch], TAYLOR_LAYOUTS.name
-    return layout(pruned), "the pruned model"
+    return own, "the pruned model"
 
 
 def layout(model: nn.Module) -> dict[str, int]:

@@ -41,6 +41,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import NUM_CLASSES, aligned_variants, figures, layout  # noqa: E402
+from timing import summarize  # noqa: E402
 
 from facepruning.data import BatchTransform  # noqa: E402
 from facepruning.models import build_model  # noqa: E402
@@ -167,9 +168,8 @@ def _latency_ms(model, x, repeats: int, inner: int) -> dict[str, float]:
                 model(x)
             _sync()
             samples.append((time.perf_counter() - t0) / inner * 1e3)
-    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    med = statistics.median(samples)
-    return {"median": med, "spread": (q3 - q1) / med}
+    stats = summarize(samples)  # the CPU benchmarks' median and IQR / median
+    return {"median": stats.median, "spread": stats.spread}
 
 
 def latency(arch: str, kept: dict[str, int], batches, size, repeats, inner) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from facepruning.readme import NETWORKS
+
 IMPL_NAMES = {
     "eager": "eager NCHW",
     "eager_cl": "eager channels_last",
@@ -296,7 +298,6 @@ def markdown(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 # README.md's <!-- speed:begin --> ... <!-- speed:end --> block
 # --------------------------------------------------------------------------------------------
-NETWORKS = {"squeezenet": "SqueezeNet", "mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50"}
 #: The targets of "is the pruned network faster?": best pruned runtime against best original
 #: runtime as a share of the MAC theory, per batch size (other batch sizes have none).
 TARGETS = {1: 0.7, 32: 0.8}

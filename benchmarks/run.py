@@ -112,10 +112,9 @@ DEFAULT_OUT = (ROOT / "benchmarks").resolve()
 
 def pipeline_multiple() -> int:
     """The ``channel_multiple`` the pipeline prunes with (params.yaml)."""
-    import yaml
+    from facepruning.project import load_params
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    return int(params["prune"]["channel_multiple"])
+    return int(load_params(ROOT / "params.yaml", ["prune"])["channel_multiple"])
 
 
 def update_readme(results: dict[str, Any]) -> None:

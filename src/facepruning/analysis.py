@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -730,6 +729,7 @@ def _combine(cid: str, entries: Sequence[dict], threshold: float, what: str) -> 
         "claim": CLAIMS[cid],
         "verdict": overall,
         "detail": f"{what}; numbers of {worst['id']}; {names}",
+        "shown": worst["id"],  # the sub-line whose numbers these are (numbers_of)
     }
 
 
@@ -1617,19 +1617,14 @@ def claims_table(
 def numbers_of(lines: Sequence[Mapping]) -> dict[str, str]:
     """For every combined claim of ``lines`` (:func:`judge_claims`: ``C4``, ``C6``, ``C7``), what
     the sub-line ``<claim>/<what>`` whose numbers it shows is about (a network for C4 and C6, a
-    run for C7), as its ``detail`` names it (:func:`_combine` shows the numbers of one entry
-    whose verdict is the overall one). Claims judged on one run (C1-C3, C5) are left out."""
+    run for C7), from its ``shown`` (:func:`_combine` shows the numbers of one entry whose
+    verdict is the overall one). Claims judged on one run (C1-C3, C5) are left out."""
     out = {}
     for line in lines:
-        cid = line["id"]
-        found = _NUMBERS_OF.search(str(line.get("detail", "")))
-        if "/" not in cid and found and found.group(1) == cid:
-            out[cid] = found.group(2)
+        cid, shown = line["id"], str(line.get("shown", ""))
+        if "/" not in cid and shown.startswith(f"{cid}/"):
+            out[cid] = shown.partition("/")[2]
     return out
-
-
-#: How :func:`_combine` names, in ``detail``, the sub-line whose numbers a combined line shows.
-_NUMBERS_OF = re.compile(r"numbers of ([^;/]+)/([^;]+);")
 
 
 def decided_by(lines: Sequence[Mapping], main: Mapping[str, str]) -> dict[str, str]:
