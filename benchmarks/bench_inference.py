@@ -21,10 +21,8 @@ favours (:func:`choose_multiple`).
 from __future__ import annotations
 
 import copy
-import io
 import math
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,8 @@ import torch
 from common import Settings, aligned_variants, figures, model_pair, reference_layout
 from timing import compare
 from torch import nn
+
+from facepruning import export
 
 IMPLS = ("fused_cl", "ort_basic", "ort_all")
 MULTIPLES = (1, 8, 16)
@@ -61,30 +61,6 @@ def fuse_bn(model: nn.Module) -> nn.Module:
     return fuse(copy.deepcopy(model).eval(), inplace=True)
 
 
-def export_onnx(model: nn.Module, image_size: int) -> bytes:
-    """ONNX bytes of ``model`` (eval) with a dynamic batch dimension.
-
-    The TorchScript exporter (``dynamo=False``) needs nothing beyond ``onnx``; the default
-    torch.export-based exporter of torch >= 2.9 would also need ``onnxscript``.
-    """
-    f = io.BytesIO()
-    x = torch.randn(1, 3, image_size, image_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (x,),
-            f,
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-            do_constant_folding=True,
-        )
-    return f.getvalue()
-
-
 def ort_session(onnx_bytes: bytes, level: str, threads: int, cache_dir: Path):
     import onnxruntime as ort
 
@@ -107,7 +83,7 @@ def _runners(model: nn.Module, image_size: int, threads: int, tmp: Path) -> dict
     cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     fused = fuse_bn(model)
     fused_cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
-    onnx_bytes = export_onnx(model, image_size)
+    onnx_bytes = export.onnx_bytes(model.eval(), image_size)
     sessions = {lvl: ort_session(onnx_bytes, lvl, threads, tmp) for lvl in ("basic", "all")}
 
     def eager(m, channels_last):
@@ -128,7 +104,7 @@ def _runners(model: nn.Module, image_size: int, threads: int, tmp: Path) -> dict
             arr = x.numpy()
 
             def run():
-                return sess.run(None, {"input": arr})[0]
+                return sess.run(None, {export.INPUT_NAME: arr})[0]
 
             return run
 

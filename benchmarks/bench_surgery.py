@@ -30,7 +30,7 @@ def one_step(model: torch.nn.Module, example: torch.Tensor) -> dict[str, float]:
     t0 = time.perf_counter()
     groups = prunable_groups(model, example_input=example)
     t1 = time.perf_counter()
-    with ImportanceAccumulator(model, groups, criterion="l1_norm") as acc:
+    with ImportanceAccumulator(model, groups, importance="l1_norm") as acc:
         scores = acc.scores()
     count = max(1, round(STEP_FRACTION * sum(g.size for g in groups)))
     plan = select_channels(scores, count=count, min_channels=1)

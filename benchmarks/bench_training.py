@@ -7,7 +7,7 @@ A third variant feeds ``train_epoch`` from ``make_loader`` over a dataset (per-i
 collation, as ``train_identification`` does) to show what the DataLoader adds.
 
 ``scoring`` (section 3): one Taylor scoring mini-batch (``train_epoch`` inside
-``ImportanceAccumulator(criterion="taylor_activation")`` with ``after_backward``, SGD updates in
+``ImportanceAccumulator(importance="taylor_activation")`` with ``after_backward``, SGD updates in
 between as in the pruning loop) against one plain training step; target < 1.25x.
 ``taylor_weight`` is timed too for reference. Then memory while scores accumulate: fresh
 subprocesses score 5 and 40 mini-batches (a plain 40-batch run is the control) and report
@@ -131,7 +131,7 @@ def _scoring_variants(model, groups, batches, transform):
             return lambda: _ours(m, opt, batches, transform)
 
         def fn():
-            with ImportanceAccumulator(m, groups, criterion=criterion) as acc:
+            with ImportanceAccumulator(m, groups, importance=criterion) as acc:
                 _ours(m, opt, batches, transform, after_backward=acc.after_backward)
             return acc.scores()
 
@@ -281,7 +281,7 @@ def _memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["mode"] == "plain":
         _ours(model, opt, batches, transform, progress=rec)
     else:
-        with ImportanceAccumulator(model, groups, criterion=spec["mode"]) as acc:
+        with ImportanceAccumulator(model, groups, importance=spec["mode"]) as acc:
             _ours(model, opt, batches, transform, after_backward=acc.after_backward, progress=rec)
         acc.scores()
     _, py_peak = tracemalloc.get_traced_memory()

@@ -4,7 +4,7 @@ A *model pair* is an unpruned network and a pruned copy of it. When the pipeline
 (``models/<arch>/baseline.pt`` and ``models/pruned/<arch>-taylor_activation.pt``, DVC outputs)
 they are used as they are. Otherwise a fresh network is pruned synthetically: in every prunable
 channel group the ``SYNTHETIC_FRACTION`` of channels with the lowest L1 norm go
-(``ImportanceAccumulator(criterion="l1_norm")`` + ``select_channels`` per group +
+(``ImportanceAccumulator(importance="l1_norm")`` + ``select_channels`` per group +
 ``remove_channels``). Per-group rather than global ranking, because global L1 ranking on a
 randomly initialised network mostly empties the layers with the smallest fan-in, which says
 nothing about a trained pruned network. Before timing, the BatchNorm statistics of synthetic
@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from facepruning.models import build_model, count_macs, count_parameters
+from facepruning.models import build_model, count_macs, count_parameters, load_model
 from facepruning.pruning.loop import select_channels
 from facepruning.pruning.scoring import ImportanceAccumulator
-from facepruning.pruning.surgery import load_model, prunable_groups, remove_channels
+from facepruning.pruning.surgery import prunable_groups, remove_channels
 from facepruning.training import recalibrate_batchnorm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +118,7 @@ def calibrate_bn(model: nn.Module, image_size: int, *, batches: int = 2, batch: 
 def synthetic_prune(model: nn.Module, fraction: float = SYNTHETIC_FRACTION) -> dict[str, int]:
     """Remove ``fraction`` of the channels of every prunable group by L1 norm, in place."""
     groups = prunable_groups(model)
-    acc = ImportanceAccumulator(model, groups, criterion="l1_norm")
+    acc = ImportanceAccumulator(model, groups, importance="l1_norm")
     scores = acc.scores()
     plan: dict[str, list[int]] = {}
     for name, s in scores.items():
@@ -163,7 +163,7 @@ def aligned_variants(
     removed in all. Which channels of a group go does not change the timing.
     """
     groups = prunable_groups(original)
-    l1 = ImportanceAccumulator(original, groups, criterion="l1_norm").scores()
+    l1 = ImportanceAccumulator(original, groups, importance="l1_norm").scores()
     scores = {}
     for g in groups:
         removed = g.size - kept[g.name]

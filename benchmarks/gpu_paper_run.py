@@ -44,8 +44,11 @@ from common import NUM_CLASSES, aligned_variants, figures, layout  # noqa: E402
 from timing import summarize  # noqa: E402
 
 from facepruning.data import BatchTransform  # noqa: E402
-from facepruning.models import build_model  # noqa: E402
-from facepruning.pruning import ImportanceAccumulator, load_model, prunable_groups  # noqa: E402
+from facepruning.models import (
+    build_model,  # noqa: E402
+    load_model,  # noqa: E402
+)
+from facepruning.pruning import ImportanceAccumulator, prunable_groups  # noqa: E402
 from facepruning.training import train_epoch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +142,7 @@ def throughput(arch: str, batch: int, batches: int, repeats: int, size: int) -> 
         train_epoch(model, data, opt, transform, generator=torch.Generator().manual_seed(1))
 
     def score():
-        with ImportanceAccumulator(model, groups, criterion="taylor_activation") as acc:
+        with ImportanceAccumulator(model, groups, importance="taylor_activation") as acc:
             train_epoch(
                 model,
                 data,

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from facepruning.pruning import load_model, prunable_groups, zero_channels
+from facepruning.models import load_model
+from facepruning.pruning import prunable_groups, zero_channels
 from facepruning.stages import train
 
 HERE = Path(__file__).resolve().parent

@@ -14,6 +14,8 @@ Sections (``--only NAME[,NAME]`` runs some of them, ``--skip NAME`` leaves some 
   scores accumulate over few vs many batches (target: flat);
 - ``surgery``: time of one pruning step's channel bookkeeping per architecture;
 - ``data``: images/s from the in-memory cache vs decoding image files each epoch;
+- ``engine``: our one-call engine beside Torch-Pruning's MetaPruner on torchvision networks
+  (lines of user code, seconds per step, parameters and MACs after, pruned == masked);
 - ``pipeline``: wall time, CPU time and peak memory of each pipeline stage, run as notebooks
   with short parameters. Opt-in (``--all`` or ``--only pipeline``): it starts seven notebook
   kernels and takes minutes even on a quiet machine.
@@ -41,7 +43,7 @@ import report  # noqa: E402
 import torch  # noqa: E402
 from common import ROOT, Settings, machine_info  # noqa: E402
 
-SECTIONS = ("inference", "training", "scoring", "surgery", "data", "pipeline")
+SECTIONS = ("inference", "training", "scoring", "surgery", "data", "pipeline", "engine")
 OPT_IN = ("pipeline",)
 
 
@@ -66,6 +68,10 @@ def _section(name: str):
         import bench_data
 
         return bench_data.run
+    if name == "engine":
+        import bench_engine
+
+        return bench_engine.run
     import bench_pipeline
 
     return bench_pipeline.run

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -42,3 +46,25 @@ def randomise_batchnorm(model: nn.Module, *, bias_std: float, mean_std: float) -
             bn.running_mean.normal_(0.0, mean_std)
             bn.running_var.uniform_(0.5, 2.0)
     return model
+
+
+@contextlib.contextmanager
+def logs(pattern: str = ""):
+    """Like ``pytest.warns(match=...)`` for the package's log messages: the block must log a
+    warning or info line matching ``pattern`` (any line when empty) to the ``facepruning``
+    logger."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep(level=logging.INFO)
+    logger = logging.getLogger("facepruning")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+    said = [r.getMessage() for r in records]
+    assert said and any(re.search(pattern, m) for m in said), f"no message like {pattern!r}: {said}"

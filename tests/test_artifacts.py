@@ -8,8 +8,7 @@ import torch
 
 from facepruning import artifacts
 from facepruning.errors import ArtifactError, FacePruningError
-from facepruning.models import build_model
-from facepruning.pruning.surgery import load_model, save_model
+from facepruning.models import build_model, load_model, save_model
 
 
 def _md5(path):
@@ -108,3 +107,13 @@ def test_checkpoint_of_another_run_is_moved_aside_never_overwritten(tmp_path, ca
     path.write_bytes(b"mine")
     assert artifacts.belongs_to_run(path, {"fingerprint": artifacts.fingerprint(old)}, old)
     assert path.read_bytes() == b"mine"
+
+
+def test_equal_values_give_equal_bytes_whatever_storage_they_share(tmp_path):
+    # a resumed run's tensors come from a checkpoint, an uninterrupted run's may be views of a
+    # bigger tensor: the scores file must not tell them apart
+    whole = torch.arange(12.0).reshape(3, 4)
+    artifacts.save_torch(tmp_path / "view.pt", {"row": whole[1], "rows": [whole[0], whole[2]]})
+    alone = {"row": torch.tensor([4.0, 5, 6, 7]), "rows": [torch.arange(4.0), whole[2].clone()]}
+    artifacts.save_torch(tmp_path / "alone.pt", alone)
+    assert (tmp_path / "view.pt").read_bytes() == (tmp_path / "alone.pt").read_bytes()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK_SECTIONS = ("inference", "training", "scoring", "surgery", "data")
+QUICK_SECTIONS = ("inference", "training", "scoring", "surgery", "data", "engine")
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -63,8 +63,19 @@ def test_every_quick_section_reports_numbers(quick_results):
     for arch in sections["surgery"]["archs"].values():
         assert _positive(arch["median_s"]["total"]) and arch["channels_removed"] > 0
     assert all(_positive(v) for v in sections["data"]["images_per_s"].values())
+    engine = sections["engine"]["rows"]
+    assert {r["library"] for r in engine} == {"facepruning", "torch_pruning"}
+    assert all(r["pruned_equals_masked"] and r["params"][1] < r["params"][0] for r in engine)
 
-    for title in ("Inference", "training step", "Taylor scoring", "Channel removal", "Data"):
+    titles = (
+        "Inference",
+        "training step",
+        "Taylor scoring",
+        "Channel removal",
+        "Data",
+        "Torch-Pruning",
+    )
+    for title in titles:
         assert title in md
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from synthetic import logs
 
 from facepruning.data import (
     load_face,
@@ -118,7 +119,7 @@ def test_scan_sorts_naturally_filters_extensions_and_warns_on_empty_folders(tmp_
         (tmp_path / identity / "notes.txt").write_text("not an image")
     (tmp_path / "empty_person").mkdir()
     (tmp_path / "stray.jpg").write_bytes(b"")
-    with pytest.warns(UserWarning, match="empty_person"):
+    with logs("empty_person"):
         tree = scan_identity_folders(tmp_path)
     assert list(tree) == ["2", "10", "a", "b"]
     assert tree["a"] == ["a/1.pgm", "a/2.PNG", "a/10.jpg"]
@@ -130,7 +131,7 @@ def test_symlinked_identity_folder_is_reported_and_kept_once(tmp_path):
         (root / "zed_link").symlink_to(root / "anna", target_is_directory=True)
     except OSError:
         pytest.skip("symlinks are not available on this file system")
-    with pytest.warns(UserWarning, match=r"anna \(kept\) = zed_link \(left out\)"):
+    with logs(r"anna \(kept\) = zed_link \(left out\)"):
         tree = scan_identity_folders(root)
     assert list(tree) == ["anna", "bob"]  # the link is not a third identity
     assert tree["anna"] == ["anna/1.png", "anna/2.png", "anna/3.png"]
@@ -142,7 +143,7 @@ def test_prepare_records_duplicate_identity_folders(tmp_path):
         (root / "id0_copy").symlink_to(root / "id0", target_is_directory=True)
     except OSError:
         pytest.skip("symlinks are not available on this file system")
-    with pytest.warns(UserWarning, match="id0_copy"):
+    with logs("id0_copy"):
         info = _prepare(tmp_path, root)
     assert info["duplicate_folders"] == [{"kept": "id0", "left_out": "id0_copy"}]
     m = read_manifest(tmp_path / "out")
@@ -305,7 +306,7 @@ def test_read_image_corrupt_files_raise_data_error_naming_the_file(tmp_path):
 
 def test_read_image_skip_warns_and_returns_none(tmp_path):
     for path in _corrupt_files(tmp_path):
-        with pytest.warns(UserWarning, match=f"skipping .*{path.name}"):
+        with logs(f"skipping .*{path.name}"):
             assert read_image(path, on_error="skip") is None
     with pytest.raises(ParameterError, match="on_error"):
         read_image(tmp_path / "whole.jpg", on_error="ignore")
@@ -382,7 +383,7 @@ def test_build_cache_matches_single_decodes_and_handles_bad_files(tmp_path):
     bad = _corrupt_files(tmp_path / "bad")[0]
     with pytest.raises(DataError, match="noise.jpg"):
         build_cache([paths[0], bad], size=16, channels=1, progress=False)
-    with pytest.warns(UserWarning, match="noise.jpg"):
+    with logs("noise.jpg"):
         cache, failed = build_cache(
             [paths[0], bad],
             size=16,
@@ -438,7 +439,7 @@ def test_build_manifest_split_and_labels():
 def test_identity_with_too_few_images_is_skipped_with_a_warning():
     tree = {f"p{i}": [f"p{i}/{k}.png" for k in range(4)] for i in range(5)}
     tree["tiny"] = ["tiny/1.png", "tiny/2.png"]
-    with pytest.warns(UserWarning, match="tiny"):
+    with logs("tiny"):
         m = build_manifest(
             tree, seed=0, test_identities=2, val_per_identity=1, min_images_per_identity=3
         )
@@ -453,7 +454,7 @@ def test_too_few_identities_left_says_what_to_lower():
             match=r"only 0 identities.*6 are needed.*lower "
             r"min_images_per_identity",
         ),
-        pytest.warns(UserWarning, match="p0"),
+        logs("p0"),
     ):
         build_manifest(
             tree, seed=0, test_identities=4, val_per_identity=1, min_images_per_identity=4
@@ -549,7 +550,7 @@ def test_write_failure_midway_leaves_previous_outputs_intact(tmp_path, monkeypat
 def test_prepare_skip_drops_unreadable_images(tmp_path):
     root = _tree(tmp_path / "faces", {f"id{i}": 4 for i in range(6)})
     (root / "id2" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.warns(UserWarning, match=r"id2/9\.png"):
+    with logs(r"id2/9\.png"):
         info = _prepare(tmp_path, root, on_error="skip")
     m = read_manifest(tmp_path / "out")
     assert "id2/9.png" not in set(m.path) and len(m) == 24 == sum(info["counts"].values())
@@ -562,7 +563,7 @@ def test_prepare_skip_lists_the_skipped_files_in_dataset_json(tmp_path, capsys):
     root = _tree(tmp_path / "faces", {f"id{i}": 4 for i in range(6)})
     (root / "id2" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (root / "id4" / "7.png").write_text("not an image at all")
-    with pytest.warns(UserWarning):
+    with logs():
         info = _prepare(tmp_path, root, on_error="skip")
     written = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert [s["path"] for s in written["skipped"]] == ["id2/9.png", "id4/7.png"]
@@ -581,7 +582,7 @@ def test_prepare_skip_in_streaming_mode_drops_bad_sampled_images(tmp_path):
     root = _tree(tmp_path / "faces", {f"id{i}": 4 for i in range(6)})
     for identity in (f"id{i}" for i in range(6)):  # every identity: the train sample hits one
         (root / identity / "9.png").write_text("broken")
-    with pytest.warns(UserWarning):
+    with logs():
         info = _prepare(tmp_path, root, on_error="skip", cache=False)
     m = read_manifest(tmp_path / "out")
     skipped = {s["path"] for s in info["skipped"]}

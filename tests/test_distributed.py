@@ -26,9 +26,8 @@ from synthetic import TinyFaces, transforms
 from facepruning import distributed
 from facepruning.models import build_model
 from facepruning.parameters import PruneParameters, TrainParameters
-from facepruning.pruning.loop import prune_iteratively
-from facepruning.pruning.scoring import ImportanceAccumulator
-from facepruning.pruning.surgery import prunable_groups
+from facepruning.pruning import ImportanceAccumulator, prunable_groups
+from facepruning.stages.prune import FaceTraining, prune_faces
 from facepruning.training import (
     epoch_batches,
     epoch_generator,
@@ -103,7 +102,7 @@ def _scores(criterion):
     model = _model()
     train_tf, _ = _transforms()
     groups = prunable_groups(model, example_input=torch.zeros(1, 3, 16, 16, dtype=torch.float64))
-    acc = ImportanceAccumulator(model, groups, criterion=criterion)
+    acc = ImportanceAccumulator(model, groups, importance=criterion)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batches = epoch_batches(TinyFaces(), batch_size=BATCH, seed=1, epoch=0)
     with acc, distributed.data_parallel(model) as net:
@@ -132,15 +131,13 @@ def _prune(checkpoint_dir=None):
         finetune_epochs=0,
         final_finetune_epochs=1,
         seed=5,
+        checkpoint_dir=checkpoint_dir or "",
     )
-    return prune_iteratively(
+    return prune_faces(
         model,
-        train_set=TinyFaces(),
-        train_transform=train_tf,
+        torch.zeros(1, 3, 16, 16, dtype=torch.float64),
+        FaceTraining(TinyFaces(), train_tf, config),
         evaluate=lambda net: {},
-        example_input=torch.zeros(1, 3, 16, 16, dtype=torch.float64),
-        config=config,
-        checkpoint_dir=checkpoint_dir,
         run_identity={"run": "prune"},
         progress=False,
     )

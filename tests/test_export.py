@@ -15,8 +15,8 @@ from torch import nn
 import facepruning
 from facepruning.errors import ModelError
 from facepruning.export import EmbeddingNet, export_onnx
-from facepruning.models import build_model
-from facepruning.pruning import prunable_groups, remove_channels, save_model
+from facepruning.models import build_model, save_model
+from facepruning.pruning import prunable_groups, remove_channels
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

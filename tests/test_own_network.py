@@ -91,7 +91,7 @@ def test_scores_and_selection_work(name, criterion):
     x = torch.randn(4, 3, 32, 32)
     y = torch.arange(4) % 5
     groups = prunable_groups(model, example_input=x[:1], ignored=[model.fc])
-    with ImportanceAccumulator(model, groups, criterion=criterion) as acc:
+    with ImportanceAccumulator(model, groups, importance=criterion) as acc:
         for _ in range(2):
             F.cross_entropy(model(x), y).backward()
             acc.after_backward()
@@ -113,38 +113,33 @@ def test_a_plain_network_must_name_its_classifier():
     assert len(prunable_groups(model, ignored=[])) == 4
 
 
-def test_the_loop_prunes_a_plain_network_to_multiples():
+def test_the_loop_prunes_a_plain_network_to_multiples(tmp_path):
     from synthetic import TinyFaces, transforms
 
-    from facepruning.errors import PruningError
-    from facepruning.parameters import PruneParameters
+    from facepruning.models import load_pruned
     from facepruning.pruning import prune_iteratively
 
     torch.manual_seed(0)
     model = ConcatResidual(classes=4)
-    config = PruneParameters(
-        filters_per_step=3,
-        max_steps=2,
-        score_batches=1,
-        batch_size=8,
-        finetune_epochs=0,
-        final_finetune_epochs=0,
-        channel_multiple=2,
-    )
     train_tf, _ = transforms()
-    args = dict(
-        train_set=TinyFaces(),
-        train_transform=train_tf,
-        evaluate=lambda net: {},
-        example_input=torch.zeros(1, 3, 16, 16),
-        config=config,
-        progress=False,
+    data = TinyFaces()
+    images = train_tf(torch.stack([data[i][0] for i in range(8)]), torch.Generator())
+    labels = torch.stack([torch.as_tensor(data[i][1]) for i in range(8)])
+    result = prune_iteratively(
+        model,
+        torch.zeros(1, 3, 16, 16),
+        importance="taylor_activation",
+        steps=2,
+        step_fraction=3,
+        score_batches=[(images, labels)],
+        channel_multiple=2,
         ignored=[model.fc],
+        checkpoint_dir=tmp_path,  # any network checkpoints: state dict plus channel layout
     )
-    with pytest.raises(PruningError, match="checkpoint_dir=None"):
-        prune_iteratively(model, checkpoint_dir="unused", **args)
-    result = prune_iteratively(model, **args)
     first, last = result.layers[0]["sizes"], result.layers[-1]["sizes"]
     assert sum(first.values()) - sum(last.values()) >= 2 * 3
     assert all(n % 2 == 0 for n in last.values())
     assert model.fc.out_features == 4
+    resumed = load_pruned(tmp_path / "last.pt", ConcatResidual(classes=4))
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(resumed(x), result.model.eval()(x), rtol=0, atol=0)

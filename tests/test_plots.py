@@ -1,6 +1,10 @@
-"""Figures are saved byte for byte reproducibly, and the grid of pruning curves draws every case."""
+"""Figures are saved byte for byte reproducibly, each stage's figures draw every case, and run
+and criterion names come from the caller."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -8,7 +12,7 @@ import pytest
 from matplotlib import pyplot as plt
 from matplotlib.patches import Rectangle
 
-from facepruning import plots
+from facepruning.plots import analysis, pruning, style, training
 
 
 def _history() -> pd.DataFrame:
@@ -26,65 +30,6 @@ def _history() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def _grid() -> plt.Figure:
-    return plots.metric_grid(
-        _history(),
-        metrics=["t1/eer", "t5/eer", "t1/eer"],
-        x=["filters_removed_pct", "filters_removed_pct", "params"],
-        x_scale={"params": 1e6},
-        xlabel={"params": "parameters (millions)"},
-        band={"t1/eer": 0.02},
-        invert_x=True,
-        title="grid",
-    )
-
-
-@pytest.mark.parametrize("suffix", [".png", ".pdf", ".svg"])
-def test_the_same_figure_saved_twice_gives_the_same_bytes(tmp_path, suffix):
-    fig = _grid()
-    first, second = tmp_path / f"a{suffix}", tmp_path / "sub" / f"b{suffix}"
-    plots.save_figure(fig, first)
-    plots.save_figure(fig, second)
-    plt.close(fig)
-    assert first.read_bytes() == second.read_bytes()
-    assert b"matplotlib version" not in first.read_bytes().lower()  # no version string
-    assert not list(tmp_path.glob("**/*.partial"))
-
-
-def test_a_rebuilt_figure_gives_the_same_png(tmp_path):
-    for name in ("a.png", "b.png"):
-        fig = _grid()
-        plots.save_figure(fig, tmp_path / name)
-        plt.close(fig)
-    data = (tmp_path / "a.png").read_bytes()
-    assert data.startswith(b"\x89PNG") and data == (tmp_path / "b.png").read_bytes()
-    assert b"Software" not in data
-
-
-def test_unknown_suffix_is_saved_as_png(tmp_path):
-    fig = _grid()
-    plots.save_figure(fig, tmp_path / "figure")
-    plt.close(fig)
-    assert (tmp_path / "figure").read_bytes().startswith(b"\x89PNG")
-
-
-def test_metric_grid_layout():
-    fig = _grid()
-    axes = np.array(fig.axes).reshape(3, 2)
-    assert [ax.get_title() for ax in axes[0]] == ["ResNet50", "SqueezeNet"]  # plots.label
-    assert axes[1][0].texts[0].get_text() == "not measured"
-    assert not axes[1][1].texts  # squeezenet's t5/eer: the original point and its line
-    assert axes[2][0].get_xlabel() == "parameters (millions)"
-    assert axes[2][0].xaxis_inverted() and axes[0][0].xaxis_inverted()
-    assert len(fig.legends) == 1 and fig.get_suptitle() == "grid"
-    plt.close(fig)
-    with pytest.raises(ValueError, match="2 x columns for 1 metrics"):
-        plots.metric_grid(_history(), metrics=["t1/eer"], x=["params", "macs"])
-
-
-# --------------------------------------------------------------------------------------------
-# figures with intervals
-# --------------------------------------------------------------------------------------------
 def _intervals() -> pd.DataFrame:
     """analysis.interval_table-like rows: a run, its control (nothing removed), two metrics."""
     rows = []
@@ -113,8 +58,64 @@ def _intervals() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def _figure() -> plt.Figure:
+    """A figure with bands, error bars, a shared legend and a title (notebook 04's curves)."""
+    return analysis.interval_curves(
+        _intervals(),
+        metrics=["t1/eer", "t1/tar@far=0.01"],
+        runs={"squeezenet": "sq-taylor"},
+        controls={"squeezenet": "sq-control"},
+        tolerance={"t1/eer": 0.02},
+        title="curves",
+    )
+
+
+@pytest.mark.parametrize("suffix", [".png", ".pdf", ".svg"])
+def test_the_same_figure_saved_twice_gives_the_same_bytes(tmp_path, suffix):
+    fig = _figure()
+    first, second = tmp_path / f"a{suffix}", tmp_path / "sub" / f"b{suffix}"
+    style.save_figure(fig, first)
+    style.save_figure(fig, second)
+    plt.close(fig)
+    assert first.read_bytes() == second.read_bytes()
+    assert b"matplotlib version" not in first.read_bytes().lower()  # no version string
+    assert not list(tmp_path.glob("**/*.partial"))
+
+
+def test_a_rebuilt_figure_gives_the_same_png(tmp_path):
+    for name in ("a.png", "b.png"):
+        fig = _figure()
+        style.save_figure(fig, tmp_path / name)
+        plt.close(fig)
+    data = (tmp_path / "a.png").read_bytes()
+    assert data.startswith(b"\x89PNG") and data == (tmp_path / "b.png").read_bytes()
+    assert b"Software" not in data
+
+
+def test_unknown_suffix_is_saved_as_png(tmp_path):
+    fig = _figure()
+    style.save_figure(fig, tmp_path / "figure")
+    plt.close(fig)
+    assert (tmp_path / "figure").read_bytes().startswith(b"\x89PNG")
+
+
+def test_style_and_the_package_import_no_figure_module_and_set_no_theme():
+    # a stage depends on style.py and its own figure module only (dvc.yaml), and the README
+    # generator reads the network names from style without loading pyplot or seaborn
+    code = (
+        "import sys, matplotlib; import facepruning.plots.style; "
+        "loaded = [m for m in ('matplotlib.pyplot', 'seaborn', 'facepruning.plots.training', "
+        "'facepruning.plots.pruning', 'facepruning.plots.analysis') if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------------------------
+# figures with intervals
+# --------------------------------------------------------------------------------------------
 def test_interval_curves_draw_bands_control_and_tolerance():
-    fig = plots.interval_curves(
+    fig = analysis.interval_curves(
         _intervals(),
         metrics=["t1/eer", "t1/tar@far=0.01"],
         runs={"squeezenet": "sq-taylor", "missing": "nope"},
@@ -148,10 +149,10 @@ def test_interval_curves_draw_bands_control_and_tolerance():
 
 
 def test_palette_is_colour_blind_safe_and_labels_readable():
-    fig = plots.interval_curves(_intervals(), metrics=["t1/eer"], runs={"sq": "sq-taylor"})
+    fig = analysis.interval_curves(_intervals(), metrics=["t1/eer"], runs={"sq": "sq-taylor"})
     ax = fig.axes[0]
     colors = {line.get_color() for line in ax.get_lines() if line.get_label().startswith("pruned")}
-    assert colors == {plots.OKABE_ITO[0]}
+    assert colors == {style.OKABE_ITO[0]}
     assert min(t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()) >= 8
     plt.close(fig)
 
@@ -159,20 +160,23 @@ def test_palette_is_colour_blind_safe_and_labels_readable():
 def test_criteria_curves_and_forest():
     table = _intervals()
     runs = {"taylor_activation": "sq-taylor", "none": "sq-control"}
-    fig = plots.criteria_curves(table, metric="t1/eer", runs=runs)
+    names = {"taylor_activation": "Taylor (activations)", "none": "control (nothing removed)"}
+    fig = analysis.criteria_curves(table, metric="t1/eer", runs=runs, labels=names)
     pruned_ax, tuned_ax = fig.axes[:2]
     assert pruned_ax.get_title() == "pruned" and tuned_ax.get_title() == "pruned + fine-tuned"
     labels = [line.get_label() for line in pruned_ax.get_lines()]
     assert labels == ["Taylor (activations)", "control (nothing removed)"]
     assert len(pruned_ax.collections) == 2  # a band per run by default
     plt.close(fig)
-    fig = plots.criteria_curves(table, metric="t1/eer", runs=runs, bands=["taylor_activation"])
+    fig = analysis.criteria_curves(table, metric="t1/eer", runs=runs, bands=["taylor_activation"])
     assert len(fig.axes[0].collections) == 1  # the reference's band only
+    # without labels a criterion is shown by its key: the plots know no criterion names
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == list(runs)
     plt.close(fig)
     frame = pd.DataFrame(
         {"name": ["a", "b"], "estimate": [0.1, -0.1], "low": [0.05, -0.2], "high": [0.2, 0.0]}
     )
-    fig = plots.interval_forest(frame, label="name", xlabel="difference")
+    fig = analysis.interval_forest(frame, label="name", xlabel="difference")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     assert ax.get_xlabel() == "difference" and ax.get_lines()[-1].get_xdata()[0] == 0.0
@@ -184,8 +188,14 @@ def test_null_comparison_marks_runs_inside_and_outside():
         {"run": ["taylor", "random"], "rho": [0.9, 0.1], "low": [-0.3, -0.3], "high": [0.4, 0.4]}
     )
     frame["run"] = ["squeezenet-taylor_activation_unnormalized", "squeezenet-random"]
-    fig = plots.null_comparison(frame)
+    names = {"taylor_activation_unnormalized": "Taylor (activations), unnormalised"}
+    frame["null_uniform"] = [[-0.3, 0.4], [-0.3, 0.4]]
+    frame["null_normalised"] = [[0.5, 0.95], None]  # the random run is never normalised
+    fig = analysis.null_comparison(frame, labels=names)
     ax = fig.axes[0]
+    bands = {c.get_label(): c for c in ax.collections}
+    assert len(bands["random scores, normalised per layer"].get_segments()) == 2
+    assert bands["uniform random scores"].get_segments()[0][0][0] == -0.3
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["observed, outside"].get_xdata()) == [0.9]
     assert list(lines["observed, inside"].get_xdata()) == [0.1]
@@ -194,7 +204,7 @@ def test_null_comparison_marks_runs_inside_and_outside():
         "SqueezeNet, random",
     ]
     legend = ax.get_legend()
-    assert "random-removal band (95%)" in [t.get_text() for t in legend.get_texts()]
+    assert "the verdict's null (95%)" in [t.get_text() for t in legend.get_texts()]
     # the legend sits below the axes, where it cannot cover a band
     fig.canvas.draw()
     box = legend.get_window_extent().transformed(ax.transAxes.inverted())
@@ -204,7 +214,7 @@ def test_null_comparison_marks_runs_inside_and_outside():
 
 def test_layer_bars_and_descriptor_sizes():
     layers = pd.DataFrame({0: [64, 128, 256], 1: [60, 100, 150], 2: [50, 90, 80]})
-    fig = plots.layer_bars({"net": layers})
+    fig = analysis.layer_bars({"net": layers})
     ax = fig.axes[0]
     assert [c.get_label() for c in ax.containers] == [
         "start (step 0)",
@@ -214,7 +224,7 @@ def test_layer_bars_and_descriptor_sizes():
     assert [b.get_height() for b in ax.containers[-1]] == [50, 90, 80]
     plt.close(fig)
     hist = _history().assign(descriptor_size=lambda f: 512 - 10 * f["step"])
-    fig = plots.descriptor_sizes(hist, col_order=["squeezenet", "resnet50"])
+    fig = analysis.descriptor_sizes(hist, col_order=["squeezenet", "resnet50"])
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["SqueezeNet", "ResNet50"]
     assert list(fig.axes[0].get_lines()[0].get_ydata()) == [512, 502, 492, 482]
     plt.close(fig)
@@ -231,7 +241,7 @@ def test_training_curves_loss_axis_is_logarithmic():
             "lr": [0.01, 0.01, 0.001],
         }
     )
-    fig = plots.training_curves(hist)
+    fig = training.training_curves(hist)
     assert fig.axes[0].get_yscale() == "log" and "log" in fig.axes[0].get_ylabel()
     plt.close(fig)
 
@@ -241,7 +251,8 @@ def test_taylor_check_scatters_prediction_against_measurement_and_sorts_scores()
     predicted = rng.normal(0, 1e-3, 12)
     measured = 0.5 * predicted + rng.normal(0, 1e-4, 12)
     scores = rng.random(40)
-    fig = plots.taylor_check(predicted, measured, scores, group="layer4.0.conv3", criterion="l1")
+    group, criterion = "layer4.0.conv3", "L1 norm"
+    fig = pruning.taylor_check(predicted, measured, scores, group=group, criterion=criterion)
     left, right = fig.axes
     np.testing.assert_array_equal(left.collections[0].get_offsets(), np.c_[predicted, measured])
     (diagonal,) = left.get_lines()
@@ -250,24 +261,29 @@ def test_taylor_check_scatters_prediction_against_measurement_and_sorts_scores()
     assert x[0] == y[0] < 0 < x[1] == y[1] >= np.abs(np.r_[predicted, measured]).max()
     assert left.get_title() == "layer4.0.conv3: zeroing one channel at a time"
     np.testing.assert_array_equal(right.get_lines()[0].get_ydata(), np.sort(scores))
-    assert right.get_ylabel() == "l1 score"
+    assert right.get_ylabel() == "L1 norm score"
     plt.close(fig)
 
 
-def test_label_names_networks_criteria_stages_metrics_and_runs():
-    assert plots.label("mobilenet_v2") == "MobileNetV2"
-    assert plots.label("taylor_activation (unnormalised)") == "Taylor (activations), unnormalised"
-    assert plots.label("squeezenet-taylor_activation") == "SqueezeNet, Taylor (activations)"
+def test_label_names_networks_stages_metrics_and_runs_with_the_callers_labels():
+    assert style.label("mobilenet_v2") == "MobileNetV2"
+    assert style.label("finetuned") == "pruned + fine-tuned"
+    assert style.label("resnet50", "t1/eer") == "ResNet50, EER, 1-image templates"
+    assert style.NETWORK_LABELS["resnet50"] == style.LABELS["resnet50"] == "ResNet50"
+    # criteria are not known here: the caller's labels name them, alone or in a run name
+    assert style.label("squeezenet-taylor_activation") == "SqueezeNet, taylor_activation"
+    names = {"taylor_activation": "Taylor (activations)", "resnet50-control": "control"}
+    assert style.label("taylor_activation", labels=names) == "Taylor (activations)"
     assert (
-        plots.label("squeezenet-taylor_activation_unnormalized")
-        == "SqueezeNet, Taylor (activations), unnormalised"
+        style.label("squeezenet-taylor_activation", labels=names)
+        == "SqueezeNet, Taylor (activations)"
     )
-    assert plots.label("resnet50-control") == "ResNet50, control (nothing removed)"
-    assert plots.label("finetuned") == "pruned + fine-tuned"
-    assert plots.label("resnet50", "t1/eer") == "ResNet50, EER, 1-image templates"
+    assert (
+        style.label("resnet50-control", "t1/eer", labels=names) == "control, EER, 1-image templates"
+    )
     # unknown keys and readable text come back unchanged: labelling twice does no harm
-    assert plots.label("my-own-run") == "my-own-run" and plots.label("SqueezeNet") == "SqueezeNet"
-    assert plots.label(plots.label("l1_norm")) == "L1 norm"
+    assert style.label("my-own-run") == "my-own-run" and style.label("SqueezeNet") == "SqueezeNet"
+    assert style.label(style.label("l1_norm", labels={"l1_norm": "L1 norm"})) == "L1 norm"
 
 
 def test_interval_forest_panels_split_by_column_with_the_legend_outside():
@@ -281,8 +297,14 @@ def test_interval_forest_panels_split_by_column_with_the_legend_outside():
             "high": [0.09, 0.05, -0.1],
         }
     )
-    fig = plots.interval_forest(
-        frame, label="what", hue="arch", panel="panel", xlabel={"EER": "eer diff"}, title="t"
+    fig = analysis.interval_forest(
+        frame,
+        label="what",
+        hue="arch",
+        panel="panel",
+        xlabel={"EER": "eer diff"},
+        labels={"l1_norm": "L1 norm"},
+        title="t",
     )
     eer, tar = fig.axes
     assert (eer.get_title(), tar.get_title()) == ("EER", "TAR")
@@ -303,7 +325,7 @@ def test_interval_forest_panels_split_by_column_with_the_legend_outside():
 def test_tolerance_selection_shades_only_above_the_original():
     hist = _history()
     hist = hist[hist["arch"] == "squeezenet"]
-    fig = plots.tolerance_selection(
+    fig = analysis.tolerance_selection(
         hist, metrics=["t1/eer"], tolerance=0.02, selected={"t1/eer": hist.iloc[2]}
     )
     ax = fig.axes[0]
@@ -320,7 +342,7 @@ def test_tolerance_selection_shades_only_above_the_original():
 def test_pruning_curves_against_the_step_for_a_run_that_removes_nothing():
     hist = _history()
     hist = hist[hist["arch"] == "squeezenet"].assign(filters_removed_pct=0.0)
-    fig = plots.pruning_curves(hist, metrics=["t1/eer"], x="step")
+    fig = pruning.pruning_curves(hist, metrics=["t1/eer"], x="step")
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) == {"pruned", "pruned + fine-tuned"}

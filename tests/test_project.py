@@ -161,3 +161,15 @@ def test_executed_notebooks_keep_no_widget_state_and_no_scratch_path(tmp_path):
     assert "widgets" not in cleaned["metadata"]
     assert cleaned["metadata"]["papermill"]["output_path"] == "reports/n.ipynb"
     assert cleaned["cells"] == data["cells"]
+
+
+def test_a_rerun_with_the_same_inputs_writes_the_same_report_bytes(tmp_path):
+    # papermill records start and end times, durations and a random id for the injected cell:
+    # none of them may reach the report, or every rerun would change it
+    nb = _notebook(tmp_path / "n.ipynb", "print(value * 2)")
+    out = tmp_path / "reports" / "n.ipynb"
+    run_notebook(nb, out, parameters={"value": 7}, cwd=tmp_path)
+    first = out.read_bytes()
+    run_notebook(nb, out, parameters={"value": 7}, cwd=tmp_path)
+    assert out.read_bytes() == first
+    assert b"start_time" not in first and b"duration" not in first

@@ -70,6 +70,10 @@ SYNTHETIC = {
         "filters_removed_pct": 60.1,
         "eer": 0.131,
         "eer_ci": [0.11, 0.15],
+        "eer_change": -0.002,
+        "eer_change_ci": [-0.03, 0.025],
+        "selected_on": "val/t1/eer",
+        "selected_on_what": "the validation images of the training identities",
     },  # fmt: skip
     "claims": {
         "C1": {
@@ -81,8 +85,11 @@ SYNTHETIC = {
         "C7": {
             "verdict": "holds",
             "estimate": 0.97,
-            "ci": [-0.2, 0.3],
-            "metric": "spearman rho (width, share removed) vs random-removal null",
+            "ci": [0.8, 0.95],
+            "metric": "spearman rho (width, share removed) vs its null",
+            "null": "normalised",
+            "null_uniform": [-0.2, 0.3],
+            "null_normalised": [0.8, 0.95],
         },  # fmt: skip
     },
 }
@@ -113,12 +120,18 @@ def test_render_synthetic_analysis():
     rn = next(line for line in results if line.startswith("| ResNet50"))
     assert "23.57M → 6.46M" in rn and "no control" in rn and "| n/a → n/a |" in rn
     assert "step 15 (final), 191,608 parameters (74.2% fewer)" in blocks["results"]
+    assert "chosen on the validation images of the training identities)" in blocks["results"]
+    change = "EER 0.131 [0.110, 0.150], -0.002 [-0.030, +0.025] from the original"
+    assert change in blocks["results"]
     assert "random 0.162 (+0.043 [+0.020, +0.070] vs taylor_activation)" in blocks["criteria"]
     assert blocks["criteria"].index("taylor_activation 0.119") < blocks["criteria"].index("random")
     claims = blocks["claims"].splitlines()
     assert claims[2].startswith("| C1 | pruning 10-15%") and claims[2].endswith("| holds |")
     assert "-0.018 [-0.030, -0.005] (t1/eer change)" in claims[2]
-    assert "ρ +0.97 (random removal: [-0.20, +0.30])" in claims[3]
+    assert (
+        "ρ +0.97 (random scores normalised per layer: [+0.80, +0.95], the verdict's null; "
+        "uniform random: [-0.20, +0.30])" in claims[3]
+    )
 
 
 def test_replace_blocks_keeps_everything_outside_the_markers(tmp_path):

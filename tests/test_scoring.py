@@ -101,7 +101,7 @@ def _per_image_activation_reference(model, groups, x, y):
 def test_taylor_activation_matches_per_image_autograd_on_every_backbone(net64):
     arch, model, groups, x, y = net64
     expected = _per_image_activation_reference(model, groups, x, y)
-    with ImportanceAccumulator(model, groups, criterion="taylor_activation") as acc:
+    with ImportanceAccumulator(model, groups, importance="taylor_activation") as acc:
         model.zero_grad()
         F.cross_entropy(model(x), y).backward()
         acc.after_backward()
@@ -141,7 +141,7 @@ def test_taylor_weight_matches_independent_autograd_on_every_backbone(net64):
     arch, model, groups, x, y = net64
     batches = [(x[:2], y[:2]), (x[2:], y[2:])]
     expected = _weight_reference(model, groups, batches)
-    acc = ImportanceAccumulator(model, groups, criterion="taylor_weight")
+    acc = ImportanceAccumulator(model, groups, importance="taylor_weight")
     with acc:
         for xb, yb in batches:
             model.zero_grad()
@@ -155,7 +155,7 @@ def test_taylor_weight_matches_independent_autograd_on_every_backbone(net64):
 def test_l1_norm_and_random_and_normalisation(net):
     model, groups = net
     modules = dict(model.named_modules())
-    acc = ImportanceAccumulator(model, groups, criterion="l1_norm")
+    acc = ImportanceAccumulator(model, groups, importance="l1_norm")
     scores = acc.scores()
     g = groups[3]
     manual = sum(modules[c].weight.detach().abs().flatten(1).sum(1).double() for c in g.convs)
@@ -163,10 +163,10 @@ def test_l1_norm_and_random_and_normalisation(net):
     normed = normalize_per_group(scores)
     assert all(abs(v.norm().item() - 1) < 1e-9 for v in normed.values())
     r1 = ImportanceAccumulator(
-        model, groups, criterion="random", generator=torch.Generator().manual_seed(3)
+        model, groups, importance="random", generator=torch.Generator().manual_seed(3)
     ).scores()
     r2 = ImportanceAccumulator(
-        model, groups, criterion="random", generator=torch.Generator().manual_seed(3)
+        model, groups, importance="random", generator=torch.Generator().manual_seed(3)
     ).scores()
     assert all(torch.equal(r1[k], r2[k]) for k in r1)
 
@@ -176,7 +176,7 @@ def test_random_scores_are_never_normalised(net):
     sizes = [g.size for g in groups]
     assert max(sizes) >= 10 * min(sizes)  # wide and narrow groups
     scores = ImportanceAccumulator(
-        model, groups, criterion="random", generator=torch.Generator().manual_seed(3)
+        model, groups, importance="random", generator=torch.Generator().manual_seed(3)
     ).scores(normalize=True)
     draws = torch.Generator().manual_seed(3)
     for g in groups:  # exactly the uniform draws, whatever the width of the group
@@ -193,7 +193,7 @@ def test_activation_memory_does_not_grow_with_batches(net):
         gc.collect()
         return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
 
-    with ImportanceAccumulator(model, groups, criterion="taylor_activation") as acc:
+    with ImportanceAccumulator(model, groups, importance="taylor_activation") as acc:
         counts = []
         for x, y in _batches(6, seed=2):
             model.zero_grad(set_to_none=True)
@@ -206,10 +206,10 @@ def test_activation_memory_does_not_grow_with_batches(net):
 
 def test_bad_requests(net):
     model, groups = net
-    with pytest.raises(PruningError, match="unknown criterion"):
-        ImportanceAccumulator(model, groups, criterion="magic")
+    with pytest.raises(PruningError, match="unknown importance"):
+        ImportanceAccumulator(model, groups, importance="magic")
     with pytest.raises(PruningError, match="no mini-batch"):
-        ImportanceAccumulator(model, groups, criterion="taylor_activation").scores()
+        ImportanceAccumulator(model, groups, importance="taylor_activation").scores()
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_taylor_prediction_check_matches_a_direct_computation(residual):
     assert np.abs(check.measured).max() > 0  # zeroing a channel does change the loss
     assert check.correlation == pytest.approx(np.corrcoef(check.predicted, check.measured)[0, 1])
     # the criterion's one-batch scores, as the accumulator gives them for this batch
-    with ImportanceAccumulator(model, [group], criterion="taylor_activation") as acc:
+    with ImportanceAccumulator(model, [group], importance="taylor_activation") as acc:
         model.zero_grad()
         F.cross_entropy(model(x), y).backward()
         acc.after_backward()
@@ -311,11 +311,12 @@ def test_taylor_prediction_check_samples_at_most_channels_for_every_criterion(re
     assert len(other.channels) == 5 and list(other.channels) != list(again.channels)
     every = taylor_prediction_check(model, group, x, y, channels=100, seed=3)
     assert list(every.channels) == list(range(group.size))  # no more than the group holds
-    for criterion in ("taylor_weight", "l1_norm", "random", "none"):
-        check = taylor_prediction_check(model, group, x, y, criterion=criterion, channels=5, seed=3)
+    for criterion in ("taylor_weight", "l1_norm", "random"):
+        check = taylor_prediction_check(
+            model, group, x, y, importance=criterion, channels=5, seed=3
+        )
         assert check.scores.shape == (group.size,) and np.isfinite(check.scores).all()
         assert (check.scores >= 0).all(), criterion
         np.testing.assert_array_equal(check.measured, again.measured)  # scores differ, not these
-    assert not taylor_prediction_check(model, group, x, y, criterion="none").scores.any()
     with pytest.raises(PruningError, match="at least one channel"):
         taylor_prediction_check(model, group, x, y, channels=0)

@@ -3,19 +3,23 @@ tiny ORL set."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from sklearn.metrics import roc_curve
 
 from facepruning import cli, verification
 from facepruning.artifacts import load_torch, read_json
-from facepruning.errors import ParameterError
+from facepruning.errors import ArtifactError, ModelError, ParameterError
+from facepruning.models import load_model
 from facepruning.prepare import prepare_dataset
 from facepruning.project import project_root
-from facepruning.pruning import load_model
 from facepruning.stages import prune, train
+from facepruning.training import extract_descriptors
 
 ROOT = project_root(__file__)
 
@@ -48,15 +52,6 @@ def test_cli_rejects_unknown_parameters(capsys):
     assert "bogus" in err and "epochs" in err
     assert cli.main(["prune", "--params", params, "--section", "train"]) == 2
     assert "no parameter" in capsys.readouterr().err
-
-
-def test_width_rank_correlation_is_spearmans_rho_and_nan_on_equal_shares():
-    layers = pd.DataFrame({0: [16, 32, 64, 64, 128, 8], 3: [16, 24, 40, 48, 64, 4]})
-    share = 1 - layers[3] / layers[0]  # with ties on both sides
-    ranks = pd.DataFrame({"width": layers[0], "share": share}).rank()  # average ranks
-    by_hand = np.corrcoef(ranks["width"], ranks["share"])[0, 1]
-    assert prune._width_rank_correlation(layers) == pytest.approx(by_hand, abs=1e-12)
-    assert np.isnan(prune._width_rank_correlation(pd.DataFrame({0: [16, 32, 64], 3: [8, 16, 32]})))
 
 
 def test_the_pruned_model_keeps_the_eer_threshold_of_its_last_row():
@@ -110,6 +105,14 @@ def test_train_and_prune_stages_write_what_the_notebooks_write(orl, tmp_path):
     model, meta = load_model(tmp_path / "baseline.pt")
     assert meta["run_fingerprint"] == run.run_id and meta["image_size"] == 16
     assert not (tmp_path / "ignored").exists()  # figures are the notebook's business
+    # the held-out EER: every pair of validation images, scored here and read off sklearn's ROC
+    desc, index = extract_descriptors(model, run.inputs.val_set, run.inputs.eval_transform)
+    ids = run.inputs.data.manifest.set_index("index").loc[index.numpy(), "identity"].to_numpy()
+    x = desc.double().numpy()
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    a, b = np.triu_indices(len(ids), 1)
+    fpr, tpr, _ = roc_curve(ids[a] == ids[b], (x[a] * x[b]).sum(1), drop_intermediate=False)
+    assert summary["val/t1/eer"] == pytest.approx(np.interp(0.0, fpr - (1 - tpr), fpr), abs=1e-6)
 
     pruned = prune.run(run="tiny-taylor", **_prune_params(tmp_path, orl / "cached", "taylor"))
     result = read_json(tmp_path / "taylor.json")
@@ -120,6 +123,7 @@ def test_train_and_prune_stages_write_what_the_notebooks_write(orl, tmp_path):
         "taylor_activation",
         True,
     )
+    assert result["scores_normalised"] is True and result["channels_per_step"] > 0
     layers = pd.read_csv(tmp_path / "taylor_layers.csv", index_col="group")
     assert list(layers.columns) == ["0", "1"] and len(layers) == len(pruned.layers)
     assert list(pd.read_csv(tmp_path / "taylor_history.csv").stage) == [
@@ -197,3 +201,66 @@ def test_streamed_data_with_workers_trains_like_the_cache(orl, tmp_path):
     assert streamed.inputs.data.images is None  # read from the image files
     cols = ["train_loss", "train_acc", "val_loss", "val_acc"]
     pd.testing.assert_frame_equal(streamed.history[cols], cached.history[cols])
+
+
+def test_a_finished_checkpoint_of_other_code_or_data_is_not_resumed(orl, tmp_path, capsys):
+    """A run is identified by everything it reads: after a code change, or a change of the
+    prepared data's bytes, the old checkpoint is set aside with one line naming what changed
+    and training starts over (no silent "resume" past the last epoch into the old weights)."""
+    import shutil
+
+    from facepruning import artifacts
+
+    data = tmp_path / "data"
+    shutil.copytree(orl / "cached", data)
+    params = _train_params(tmp_path, data)
+    first = train.run(**params)
+    first_bytes = Path(params["model_path"]).read_bytes()
+    capsys.readouterr()
+    real = artifacts.code_fingerprint
+
+    def other_code():
+        return "0" * 16
+
+    artifacts.code_fingerprint = other_code
+    try:
+        again = train.run(**params)
+    finally:
+        artifacts.code_fingerprint = real
+    said = capsys.readouterr().err
+    assert "code:" in said and '"0000000000000000"' in said and len(again.history) == 1
+    # the code's hash decides resuming only: the same training writes the same model bytes
+    assert again.run_id == first.run_id and Path(params["model_path"]).read_bytes() == first_bytes
+    # the data: one byte of the image cache changes
+    cache = next(p for p in sorted(data.rglob("*.pt")))
+    blob = bytearray(cache.read_bytes())
+    blob[-1] ^= 1
+    cache.write_bytes(bytes(blob))
+    capsys.readouterr()
+    train.run(**params)
+    assert "data_files:" in capsys.readouterr().err
+
+
+def test_pruning_refuses_a_baseline_of_other_data(orl, tmp_path):
+    import shutil
+
+    train.run(**_train_params(tmp_path, orl / "cached"))
+    other = tmp_path / "other"
+    shutil.copytree(orl / "cached", other)
+    info = other / "dataset.json"
+    info.write_text(info.read_text().replace('"image_size": 16', '"image_size": 12'))
+    with pytest.raises(ModelError, match=r"baseline\.pt was trained with 16 image size.*has 12"):
+        prune.run(**_prune_params(tmp_path, other, "taylor"))
+
+
+def test_a_second_run_on_the_same_outputs_stops_at_once(tmp_path):
+    from facepruning.artifacts import claim_outputs
+
+    out = tmp_path / "model.pt"
+    first = claim_outputs([out], locks=tmp_path / "locks")
+    second = claim_outputs([out], locks=tmp_path / "locks")
+    again = pytest.raises(ArtifactError, match=r"model\.pt is being written by another run")
+    with first, again, second:
+        pass
+    with claim_outputs([out], locks=tmp_path / "locks"):  # released: free again
+        pass

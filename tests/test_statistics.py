@@ -140,6 +140,20 @@ def test_percentile_interval():
     assert np.isnan(st.percentile_interval([np.nan])[0])
 
 
+def test_width_rank_correlation_is_spearmans_rho_and_nan_on_equal_shares():
+    start = np.array([16, 32, 64, 64, 128, 8])
+    end = np.array([16, 24, 40, 48, 64, 4])
+    share = 1 - end / start  # with ties on both sides
+    by_hand = np.corrcoef(stats.rankdata(start), stats.rankdata(share))[0, 1]  # average ranks
+    assert st.width_rank_correlation(start, end) == pytest.approx(by_hand, abs=1e-12)
+    assert st.width_rank_correlation(start, end) == st.spearman(start, share)
+    assert np.isnan(st.width_rank_correlation([16, 32, 64], [8, 16, 32]))  # equal shares
+    assert np.isnan(st.width_rank_correlation([32, 32, 32], [8, 16, 32]))  # equal widths
+    assert np.isnan(st.width_rank_correlation([32], [8]))
+    with pytest.raises(ValueError, match="width_rank_correlation needs"):
+        st.width_rank_correlation([16, 32], [8])
+
+
 def _spearman_rows(w, removed):
     return np.array([stats.spearmanr(w, r / w).statistic for r in removed])
 
@@ -167,6 +181,40 @@ def test_width_null_covers_uniform_removal_about_95_percent():
     rhos = [stats.spearmanr(w, _uniform_removal(w, total, rng) / w).statistic for _ in range(400)]
     inside = np.mean([pos["low"] <= r <= pos["high"] for r in rhos])
     assert 0.9 <= inside <= 0.99
+
+
+@pytest.mark.parametrize("multiple", [1, 8])
+def test_the_normalised_null_is_the_loops_selection_of_normalised_random_scores(multiple):
+    """width_null(normalised=True) against the loop itself: uniform scores, normalise_per_group,
+    select_channels, three steps; the two distributions of rho agree (means and quantiles), and
+    both sit far above the uniform null (the normalisation favours wide groups by itself)."""
+    import torch
+
+    from facepruning.pruning.loop import select_channels
+    from facepruning.pruning.scoring import normalize_per_group
+
+    w = np.array([12, 16, 32, 64, 24, 48, 96, 128])
+    steps = [30, 30, 30]
+    null = st.width_null(w, 90, steps=steps, channel_multiple=multiple, n=3000, normalised=True)
+    generator = torch.Generator().manual_seed(0)
+    loop = []
+    for _ in range(600):
+        left = {str(g): int(c) for g, c in enumerate(w)}
+        for count in steps:
+            scores = {g: torch.rand(c, generator=generator, dtype=torch.float64)
+                      for g, c in left.items()}  # fmt: skip
+            plan = select_channels(
+                normalize_per_group(scores), count=count, channel_multiple=multiple
+            )
+            for g, idx in plan.items():
+                left[g] -= len(idx)
+        loop.append(st.width_rank_correlation(w, list(left.values())))
+    loop = np.asarray(loop)
+    assert abs(np.nanmean(null) - np.nanmean(loop)) < 0.03
+    for q in (10, 50, 90):
+        assert abs(np.nanpercentile(null, q) - np.nanpercentile(loop, q)) < 0.06
+    uniform = st.width_null(w, 90, steps=steps, channel_multiple=multiple, n=3000)
+    assert np.nanmedian(null) > np.nanmedian(uniform) + 0.25
 
 
 def test_width_null_flags_removal_favouring_wide_groups():

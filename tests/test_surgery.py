@@ -9,16 +9,15 @@ import torch
 from torch import nn
 
 from facepruning.errors import ParameterError, PruningError
-from facepruning.models import build_model, count_macs, count_parameters
-from facepruning.pruning.surgery import (
-    ChannelGroup,
+from facepruning.models import (
+    build_model,
     channel_layout,
+    count_macs,
+    count_parameters,
     load_model,
-    prunable_groups,
-    remove_channels,
     save_model,
-    zero_channels,
 )
+from facepruning.pruning import ChannelGroup, prunable_groups, remove_channels, zero_channels
 
 SIZE = 48
 NUM_CLASSES = 10

@@ -353,9 +353,10 @@ def test_verification_report_blocks_match_direct_metrics():
     assert t1["tar@far=0.01"] == pytest.approx(_tar_at_far_brute(s, g, 0.01), abs=1e-15)
     assert t1["tar@far=0.001"] == pytest.approx(_tar_at_far_brute(s, g, 0.001), abs=1e-15)
     t5 = report["t5"]
-    assert (t5["n_genuine"], t5["n_impostor"]) == (12, math.comb(24, 2) - 12)
-    assert t5["tar@far=0.001"] is None  # 264 impostors cannot measure FAR 0.1%
-    assert t5["tar@far=0.01"] is not None
+    # every split of an identity's 10 images into two 5-image templates; as many impostors per
+    # two identities
+    assert (t5["n_genuine"], t5["n_impostor"]) == (12 * 126, math.comb(12, 2) * 126)
+    assert t5["tar@far=0.001"] is not None  # 8,316 impostors measure FAR 0.1%
     # 5-image templates average the noise away: they must do better here
     assert t5["eer"] < t1["eer"]
 
@@ -494,3 +495,64 @@ def test_eer_threshold_is_where_false_accepts_first_reach_false_rejects():
     # the EER lies between the two points' error rates
     e = v.eer(scores, genuine)
     assert min(far_s, frr) - 1e-12 <= e <= max(far, frr_s) + 1e-12
+
+
+def _template(x, members):
+    mean = x[list(members)].mean(axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def test_template_splits_compares_every_split_of_each_identity():
+    x, ids = _synthetic(n_ids=4, per_id=10)
+    scores, a, b, genuine = v.template_splits(x, ids, size=5)
+    assert genuine.sum() == 4 * 126 and (~genuine).sum() == 6 * 126
+    assert (a[genuine] == b[genuine]).all() and (a[~genuine] < b[~genuine]).all()
+    for person in range(4):
+        members = np.flatnonzero(ids == person)
+        expected = sorted(
+            float(_template(x, members[list(c)]) @ _template(x, np.delete(members, list(c))))
+            for c in combinations(range(10), 5)
+            if 0 in c  # each split once: the template holding the first image
+        )
+        got = np.sort(scores[genuine & (a == person)])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # impostors: two identities' templates, never mixing images of a third
+    imp = scores[~genuine & (a == 0) & (b == 1)]
+    assert imp.size == 126 and np.all(np.abs(imp) <= 1 + 1e-12)
+
+
+def test_template_splits_samples_without_repeats_and_caps_impostors():
+    x, ids = _synthetic(n_ids=5, per_id=13)  # C(13,5)*C(8,5)/2 = 36,036 splits: sampled
+    scores, a, b, genuine = v.template_splits(x, ids, size=5, splits=40, max_impostors=100, seed=3)
+    assert np.bincount(a[genuine]).tolist() == [40] * 5
+    assert (~genuine).sum() == 10 * (100 // 10)  # the cap shared equally by the 10 pairs
+    for person in range(5):  # 40 different splits: no genuine score repeats
+        assert np.unique(scores[genuine & (a == person)]).size == 40
+    again = v.template_splits(x, ids, size=5, splits=40, max_impostors=100, seed=3)
+    assert all(np.array_equal(p, q) for p, q in zip(again, (scores, a, b, genuine), strict=True))
+    # an identity with 5-9 images has no genuine comparison but still meets the others
+    few = np.concatenate([ids[ids != 4], np.full(7, 4)])
+    xs = np.concatenate([x[ids != 4], x[ids == 4][:7]])
+    _, a, b, genuine = v.template_splits(xs, few, size=5, splits=40)
+    assert 4 not in a[genuine] and (b[~genuine] == 4).sum() == 4 * 40
+    with pytest.raises(ParameterError, match="splits must be a positive integer"):
+        v.template_splits(x, ids, size=5, splits=0)
+    with pytest.raises(ParameterError, match="max_impostors must be >= 0"):
+        v.template_splits(x, ids, size=5, max_impostors=-1)
+
+
+def test_template_splits_impostor_templates_are_random_subsets():
+    """Image 0 of identity 0 is made to look like identity 1: impostor templates drawn as random
+    5-of-10 subsets hold it about half the time, so about half of the 0-vs-1 comparisons score
+    high (had every template held the first image, as the genuine splits' first halves do, all
+    would). Template pairs never repeat, even when few templates exist (4 images, size 2)."""
+    x, ids = _synthetic(n_ids=3, per_id=10, noise=0.1)
+    x[0] = 100 * x[ids == 1].mean(axis=0)
+    scores, a, b, genuine = v.template_splits(x, ids, size=5)
+    pulled = scores[~genuine & (a == 0) & (b == 1)]
+    assert pulled.size == 126 and 0.3 < np.mean(pulled > 0.9) < 0.7
+    small, small_ids = _synthetic(n_ids=3, per_id=4)
+    scores, a, b, genuine = v.template_splits(small, small_ids, size=2)
+    assert np.bincount(a[genuine]).tolist() == [3, 3, 3]  # every split of 4 images into 2 + 2
+    between = scores[~genuine & (a == 0) & (b == 1)]
+    assert between.size == 36 and np.unique(between).size == 36  # all 6 x 6 template pairs

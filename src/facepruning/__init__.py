@@ -18,12 +18,17 @@ files atomically and byte-deterministically; ``project`` runs notebooks; ``cli``
 ``python -m facepruning``. docs/ARCHITECTURE.md has the map.
 
 The public face, importable from here (each loads its module on first use, so ``import
-facepruning`` stays light): ``build_model``, ``save_model``, ``load_model``, ``export_onnx``
-(``export``) and ``load_embedder`` (``embedder``); docs/USING_MODELS.md shows them at work.
+facepruning`` stays light): ``prune`` (any network, one call), ``prune_iteratively`` (the papers'
+loop, any network), ``Importance`` (the base of the criteria), ``save_pruned`` / ``load_pruned``
+(any pruned network), ``build_model``, ``save_model``, ``load_model`` (the face networks),
+``export_onnx`` (``export``) and ``load_embedder`` (``embedder``); docs/USING_MODELS.md shows
+them at work.
 """
 
 import importlib
 from typing import Any
+
+from . import messages  # noqa: F401  (the package logger's stderr handler: messages show anywhere)
 
 __version__ = "0.1.0"
 
@@ -31,8 +36,13 @@ __version__ = "0.1.0"
 # not import torch, and the pipeline's import-closure check does not see these modules)
 _PUBLIC = {
     "build_model": "models",
-    "save_model": "pruning",
-    "load_model": "pruning",
+    "save_model": "models",
+    "load_model": "models",
+    "save_pruned": "models",
+    "load_pruned": "models",
+    "prune": "pruning",
+    "prune_iteratively": "pruning",
+    "Importance": "pruning",
     "export_onnx": "export",
     "load_embedder": "embedder",
 }

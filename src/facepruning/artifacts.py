@@ -16,12 +16,12 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import pickle
-import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from .errors import ArtifactError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "atomic_path",
     "write_text",
@@ -41,7 +43,10 @@ __all__ = [
     "write_csv",
     "save_torch",
     "load_torch",
+    "claim_outputs",
     "fingerprint",
+    "files_fingerprint",
+    "code_fingerprint",
     "jsonable",
     "identity_changes",
     "belongs_to_run",
@@ -122,11 +127,26 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
     """``torch.save`` atomically. Keep ``obj`` to tensors and plain containers.
 
     The archive is built in memory, where torch names it ``archive``: saved to a file, it would
-    carry the temporary file's name, and two saves of the same object would differ in bytes.
+    carry the temporary file's name, and two saves of the same object would differ in bytes. Every
+    tensor is saved from a storage of its own, so equal values give equal bytes however the
+    tensors were made (a resumed run's loaded tensors, an uninterrupted run's views).
     """
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(_own_storage(obj), buffer)
     write_bytes(path, buffer.getvalue())
+
+
+def _own_storage(obj: Any) -> Any:
+    """``obj`` with every tensor copied into a storage of its own: torch saves a tensor's whole
+    storage, so a view (a row of a bigger tensor, a tensor that shared memory before a resume)
+    would write other bytes for the same values."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, Mapping):
+        return type(obj)((k, _own_storage(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_own_storage(v) for v in obj)
+    return obj
 
 
 # What torch.load raises on a cut-short or damaged file: "PytorchStreamReader failed reading zip
@@ -148,25 +168,162 @@ def load_torch(
     """``torch.load`` with ``weights_only=True``: tensors and plain containers, never code.
 
     A missing file raises ``FileNotFoundError``. A file that exists but cannot be read raises
-    :class:`~facepruning.errors.ArtifactError` with a one-line message: the file, that it is
-    truncated or corrupt, and the fix (delete it and rerun ``remedy``).
+    :class:`~facepruning.errors.ArtifactError` with a one-line message: what the file is (an ONNX
+    model, text, a pickle that holds code, ...) or that it is truncated or corrupt, and the fix
+    (delete it and rerun ``remedy``). A file holding code is refused, never run.
     """
+    path = Path(path)
+    with open(path, "rb") as f:  # FileNotFoundError, IsADirectoryError, PermissionError as such
+        head = f.read(8)
+    if not head:
+        raise _corrupt(path, ValueError("the file is empty"), remedy)
+    kind = _not_torch(head)
+    if kind:
+        fix = _remedy_of(kind, remedy)
+        raise ArtifactError(f"{path} is {kind}, not a file this package saves with torch: {fix}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except _NOT_CORRUPTION:
         raise
-    except _UNREADABLE as e:
-        reason = " ".join(str(e).split())[:200] or type(e).__name__
-        raise ArtifactError(
-            f"{os.fspath(path)} is truncated or corrupt ({type(e).__name__}: {reason}): "
-            f"delete it and rerun {remedy}"
-        ) from e
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e) or _pickle_imports(path):  # what loading it would import and run
+            raise ArtifactError(
+                f"{path} holds Python objects beyond tensors and plain containers (code could "
+                f"run when loading them), so it is refused: use files written by this package, "
+                f"or rerun {remedy}"
+            ) from None
+        # torch's own text would advise weights_only=False: never repeat that
+        raise _corrupt(
+            path, ValueError("not a torch archive or a plain-data pickle"), remedy
+        ) from None
+    except (*_UNREADABLE, KeyError, IndexError, TypeError, AttributeError) as e:
+        raise _corrupt(path, e, remedy) from None
+
+
+def _corrupt(path: Path, e: BaseException, remedy: str) -> ArtifactError:
+    reason = " ".join(str(e).split())[:160] or type(e).__name__
+    return ArtifactError(
+        f"{path} is truncated or corrupt ({type(e).__name__}: {reason}): delete it and rerun "
+        f"{remedy}"
+    )
+
+
+def _pickle_imports(path: Path) -> bool:
+    """Whether a plain pickle file would import or call anything (read, never run)."""
+    import pickletools
+
+    try:
+        ops = pickletools.genops(path.read_bytes())
+        return any(op.name in _CODE_OPS for op, _, _ in ops)
+    except Exception:  # not a pickle either: the caller reports it as corrupt
+        return False
+
+
+_CODE_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _not_torch(head: bytes) -> str:
+    """What a file that torch's zip format cannot be is, from its first bytes ("" if it may be
+    a torch file)."""
+    if head.startswith(b"PK"):
+        return ""  # torch's zip archive
+    if head[:1] == b"\x80":
+        return ""  # a legacy torch/pickle file: torch.load decides (weights_only)
+    if head.startswith(b"\x08") or head[:2] in (b"\x08\x07", b"\x08\x08"):
+        return "an ONNX model"
+    try:
+        head.decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return ""
+
+
+def _remedy_of(kind: str, remedy: str) -> str:
+    if kind == "an ONNX model":
+        return "load ONNX models with facepruning.load_embedder"
+    return f"delete it and rerun {remedy}"
+
+
+@contextlib.contextmanager
+def claim_outputs(
+    paths: Iterable[str | os.PathLike], *, locks: str | os.PathLike | None = None
+) -> Iterator[None]:
+    """Hold one lock per output for the block: a second run writing the same outputs stops at
+    once with one line naming the output and the lock, instead of both writing and the last one
+    winning. The outputs' folders are created and checked writable first, before any work.
+
+    The locks are files under ``locks`` (default: ``facepruning-locks-<user>`` in the system's
+    temporary folder, one per user so another user's folder never blocks; ``filelock``), named by
+    each output's absolute path, so nothing is left beside the outputs themselves.
+    """
+    from filelock import FileLock, Timeout
+
+    locks = Path(locks) if locks else Path(tempfile.gettempdir()) / f"facepruning-locks-{_user()}"
+    outputs = [Path(p) for p in paths if p]
+    for path in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):
+            raise ArtifactError(
+                f"{path.parent} is not writable, so {path.name} cannot be written there: fix its "
+                "permissions or choose another output path"
+            )
+    with contextlib.ExitStack() as stack:
+        for path in outputs:
+            key = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:16]
+            lock = FileLock(locks / f"{key}.lock")
+            try:
+                locks.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(lock.acquire(timeout=0))
+            except Timeout:
+                raise ArtifactError(
+                    f"{path} is being written by another run right now (lock {lock.lock_file}): "
+                    "wait for it to finish, or give this run other output paths"
+                ) from None
+            except OSError as e:
+                raise ArtifactError(
+                    f"cannot create the lock {lock.lock_file} for {path} ({e.strerror or e}): "
+                    "make that folder writable, or set TMPDIR to a writable folder"
+                ) from None
+        yield
+
+
+def _user() -> str:
+    """The current user's id (or name), to keep each user's lock folder apart."""
+    if hasattr(os, "getuid"):
+        return str(os.getuid())
+    import getpass
+
+    return getpass.getuser()
 
 
 def fingerprint(params: Mapping[str, Any]) -> str:
     """A short stable hash of a parameter dict, to tell whether a checkpoint belongs to a run."""
     blob = json.dumps(jsonable(params), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def files_fingerprint(paths: Iterable[str | os.PathLike], *, root: str | os.PathLike = "") -> str:
+    """A short hash of the contents of ``paths`` (folders walked, in sorted order), with each
+    file's path relative to ``root``: what a run read, so a changed byte changes its identity."""
+    digest = hashlib.sha256()
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    for file in files:
+        name = os.path.relpath(file, root) if root else os.fspath(file)
+        digest.update(os.fsencode(name) + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def code_fingerprint() -> str:
+    """A short hash of this package's source files: a run's identity includes the code it ran, so
+    a checkpoint written by other code is never resumed."""
+    package = Path(__file__).parent
+    return files_fingerprint(sorted(package.rglob("*.py")), root=package)
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
@@ -228,10 +385,8 @@ def belongs_to_run(
             changes = "; ".join(identity_changes(old_identity, run_identity)) or "none found"
         else:
             changes = "unknown, the old checkpoint does not record its parameters"
-        print(
+        log.warning(
             f"facepruning: {path} is a checkpoint of another run (changed: {changes}); "
-            f"moved it to {aside} and starting over",
-            file=sys.stderr,
-            flush=True,
+            f"moved it to {aside} and starting over"
         )
     return False

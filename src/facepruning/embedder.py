@@ -65,7 +65,20 @@ class Embedder:
 
     def embed(self, images: ImageLike | Iterable[ImageLike]) -> np.ndarray:
         """Unit descriptors ``[N, D]`` (float32) of image paths or PIL images (one or a list)."""
-        items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            items = [images]
+        elif isinstance(images, Iterable) and not isinstance(images, (bytes, np.ndarray)):
+            items = list(images)
+        else:
+            raise DataError(
+                f"embed() got a {type(images).__name__}: give an image path, a PIL image, or a "
+                "list of them"
+            )
+        bad = [
+            type(i).__name__ for i in items if not isinstance(i, (str, os.PathLike, Image.Image))
+        ]
+        if bad:
+            raise DataError(f"embed() got {bad[0]} among the images: give paths or PIL images")
         if not items:
             raise DataError("embed() got no image: give a path, a PIL image, or a list of them")
         rows = []
@@ -82,7 +95,13 @@ class Embedder:
 
     def similarity(self, a: ImageLike | np.ndarray, b: ImageLike | np.ndarray) -> float:
         """Cosine similarity of two faces (images, or descriptors from :meth:`embed`)."""
-        return float(self._descriptor(a) @ self._descriptor(b))
+        da, db = self._descriptor(a), self._descriptor(b)
+        if da.shape != db.shape:
+            raise DataError(
+                f"similarity() of a {da.size}-value and a {db.size}-value descriptor: compare "
+                "descriptors of the same model (or give images)"
+            )
+        return float(da @ db)
 
     def verify(self, a: ImageLike | np.ndarray, b: ImageLike | np.ndarray) -> bool:
         """Same person? ``similarity(a, b) >= threshold`` (the model's EER threshold)."""
@@ -120,7 +139,7 @@ def _torch_runner(path: Path, device: str):
     import torch
 
     from .export import EmbeddingNet, preprocessing
-    from .pruning.surgery import load_model
+    from .models import load_model
 
     model, meta = load_model(path)
     prep = preprocessing(meta)
@@ -139,7 +158,14 @@ def _onnx_runner(path: Path):
         import onnxruntime as ort
     except ImportError as e:
         raise ModelError("reading .onnx models needs onnxruntime: pip install onnxruntime") from e
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        reason = " ".join(str(e).split())[:160]
+        raise ModelError(
+            f"{path} is not an ONNX model onnxruntime can load ({reason}): export it with "
+            "facepruning.export_onnx"
+        ) from None
     props = session.get_modelmeta().custom_metadata_map
     info = {}
     for key, value in props.items():
@@ -147,8 +173,12 @@ def _onnx_runner(path: Path):
             info[key] = json.loads(value)
         except ValueError:
             info[key] = value
-    if "image_size" not in info:
-        raise ModelError(f"{path} has no image_size in its metadata: export it with export_onnx()")
+    size = info.get("image_size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 4096:
+        raise ModelError(
+            f"{path} has no usable image_size in its metadata ({size!r}): export it with "
+            "facepruning.export_onnx"
+        )
     name = session.get_inputs()[0].name
 
     def run(batch: np.ndarray) -> np.ndarray:

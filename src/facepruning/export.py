@@ -27,6 +27,7 @@ import json
 import os
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,6 +40,8 @@ from .models import FaceNet, count_parameters
 
 __all__ = ["EmbeddingNet", "export_onnx", "preprocessing", "onnx_metadata"]
 
+#: the ONNX opsets the TorchScript exporter writes for these networks
+OPSETS = (11, 20)
 INPUT_NAME = "images"
 OUTPUT_NAME = "descriptors"
 _REQUIRED = ("image_size", "pixel_mean", "pixel_std")
@@ -93,7 +96,10 @@ def onnx_metadata(model: FaceNet, meta: Mapping[str, Any]) -> dict[str, str]:
         "descriptor_size": model.descriptor_size,
         "num_classes": model.num_classes,
         "eer_threshold": meta.get("eer_threshold"),
-        "input": INPUT_NAME,
+        "input": f"{INPUT_NAME}: float32 [N, 3, image_size, image_size], pixels 0..255",
+        "normalization": "inside the graph: (x - pixel_mean) / pixel_std; do not apply it again",
+        "interpolation": "shortest side to resize, bilinear (PIL, reducing_gap=3), then the "
+        "centre image_size crop",
         "output": f"{OUTPUT_NAME} (L2-normalised; cosine similarity = dot product)",
         "facepruning_version": __version__,
     }
@@ -107,7 +113,7 @@ def onnx_metadata(model: FaceNet, meta: Mapping[str, Any]) -> dict[str, str]:
 
 def _resolve(model_or_path: Any, meta: Mapping[str, Any] | None) -> tuple[FaceNet, dict]:
     if isinstance(model_or_path, (str, os.PathLike)):
-        from .pruning.surgery import load_model  # torch-pruning loads only when needed
+        from .models import load_model  # torch loads only when needed
 
         model, saved = load_model(model_or_path)
         return model, {**saved, **(meta or {})}
@@ -119,7 +125,9 @@ def _resolve(model_or_path: Any, meta: Mapping[str, Any] | None) -> tuple[FaceNe
     return model_or_path, dict(meta or {})
 
 
-def _export_bytes(net: nn.Module, size: int, opset: int) -> bytes:
+def onnx_bytes(net: nn.Module, size: int, opset: int = 17) -> bytes:
+    """ONNX bytes of ``net`` on ``3 x size x size`` inputs named ``images``, with a dynamic batch
+    dimension and no metadata (what :func:`export_onnx` writes, before its metadata)."""
     buffer = io.BytesIO()
     example = torch.zeros(1, 3, size, size)
     with warnings.catch_warnings(), torch.no_grad():
@@ -173,6 +181,14 @@ def export_onnx(
     ``filters_removed_pct`` and ``eer_threshold`` are passed on when present. The model itself
     is not changed (a CPU float32 copy in eval mode is exported).
     """
+    if isinstance(opset, bool) or not isinstance(opset, int) or not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ModelError(
+            f"opset={opset!r}: the exporter writes ONNX opsets {OPSETS[0]} to {OPSETS[1]}; the "
+            "default 17 suits every current runtime"
+        )
+    out = Path(out_path)
+    if out.is_dir():
+        raise ModelError(f"{out} is a folder: give the ONNX file's path, e.g. {out / 'model.onnx'}")
     model, full_meta = _resolve(model_path_or_model, meta)
     metadata = onnx_metadata(model, full_meta)
     prep = preprocessing(full_meta)
@@ -181,6 +197,6 @@ def export_onnx(
         pixel_mean=prep["pixel_mean"],
         pixel_std=prep["pixel_std"],
     ).eval()
-    data = _finish(_export_bytes(net, prep["image_size"], opset), metadata)
+    data = _finish(onnx_bytes(net, prep["image_size"], opset), metadata)
     artifacts.write_bytes(out_path, data)
     return metadata

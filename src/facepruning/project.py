@@ -21,6 +21,7 @@ __all__ = [
     "project_root",
     "chdir_to_project_root",
     "load_params",
+    "read_yaml",
     "notebook_parameters",
     "run_notebook",
     "tidy_executed",
@@ -48,13 +49,48 @@ def chdir_to_project_root() -> Path:
     return root
 
 
-def load_params(path: str | os.PathLike, sections: Sequence[str]) -> dict[str, Any]:
-    """Merge the named top-level sections of a params.yaml, later sections winning."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last
+    silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *base``: later keys override
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                hash(key)
+            except TypeError:
+                raise ParameterError(
+                    f"{self.name}: the key at line {line} is a {type(key).__name__}; keys must "
+                    "be plain names or numbers"
+                ) from None
+            if key in seen:
+                raise ParameterError(
+                    f"{self.name}: key {key!r} at line {line} repeats the one at line "
+                    f"{seen[key]}; keep one of them"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file's content; one line naming the file, the line and the fix for a syntax error,
+    a repeated key or bytes that are not UTF-8."""
     try:
         with open(path, encoding="utf-8") as f:
-            params = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ParameterError(f"{path}: no such parameters file; pass --params FILE") from None
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ParameterError(
+            f"{path}: byte {e.start} is not UTF-8; save the file as UTF-8"
+        ) from None
+    loader = None
+    try:
+        loader = _UniqueKeyLoader(text)  # checks for unprintable characters already
+        loader.name = str(path)
+        return loader.get_single_data()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -62,10 +98,28 @@ def load_params(path: str | os.PathLike, sections: Sequence[str]) -> dict[str, A
         raise ParameterError(
             f"{path}: {problem}{where}; fix the YAML there (indentation, quotes, colons)"
         ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def load_params(path: str | os.PathLike, sections: Sequence[str]) -> dict[str, Any]:
+    """Merge the named top-level sections of a params.yaml, later sections winning."""
+    try:
+        params = read_yaml(path) or {}
+    except FileNotFoundError:
+        raise ParameterError(f"{path}: no such parameters file; pass --params FILE") from None
+    if not isinstance(params, Mapping):
+        raise ParameterError(f"{path} holds a {type(params).__name__}: give sections of key: value")
     merged: dict[str, Any] = {}
     for section in sections:
         if section not in params:
             raise ParameterError(f"{path} has no section {section!r}; it has {sorted(params)}")
+        if not isinstance(params[section], Mapping):
+            raise ParameterError(
+                f"{path}: section {section!r} is a {type(params[section]).__name__}, not a "
+                "mapping of parameter: value lines"
+            )
         merged.update(params[section])
     return merged
 
@@ -84,7 +138,9 @@ def tidy_executed(path: str | os.PathLike, output: str | os.PathLike) -> None:
     Every tqdm bar leaves its widget model in the notebook's metadata: hundreds of kilobytes that
     no static viewer renders, so it goes (the outputs keep their plain-text form). Papermill
     records where it wrote the notebook, a scratch file under whatever folder the run happened
-    in; the report records ``output`` instead, as given (relative in the pipeline).
+    in; the report records ``output`` instead, as given (relative in the pipeline). The start and
+    end times and durations of the run and of every cell go, and the injected parameters cell
+    gets a fixed id (papermill draws a random one), so that the same inputs give the same bytes.
     """
     import nbformat
 
@@ -92,7 +148,20 @@ def tidy_executed(path: str | os.PathLike, output: str | os.PathLike) -> None:
     nb.metadata.pop("widgets", None)
     if "papermill" in nb.metadata:
         nb.metadata.papermill["output_path"] = str(output)
+        for key in _RUN_DEPENDENT:
+            nb.metadata.papermill.pop(key, None)
+    for cell in nb.cells:
+        for key in _RUN_DEPENDENT:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        cell.metadata.pop("execution", None)  # nbclient's per-cell timestamps
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"  # papermill draws a random id on every run
     nbformat.write(nb, str(path))
+
+
+#: What papermill records that differs on every run with the same inputs: a rerun must leave the
+#: report's bytes (and so ``git status``) unchanged.
+_RUN_DEPENDENT = ("start_time", "end_time", "duration")
 
 
 # Names of this package's exceptions: a notebook that raises one failed on bad input, and its

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .artifacts import read_json, write_text
 from .errors import DataError
+from .plots.style import NETWORK_LABELS
 
 __all__ = ["BLOCKS", "SCHEMA", "render", "replace_blocks", "update_readme"]
 
@@ -29,7 +30,6 @@ __all__ = ["BLOCKS", "SCHEMA", "render", "replace_blocks", "update_readme"]
 #: generator never imports the analysis code and its dependencies).
 SCHEMA = 2
 BLOCKS = ("results", "criteria", "claims")
-NETWORKS = {"squeezenet": "SqueezeNet", "mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50"}
 #: How each claim is worded in the papers (docs/PAPERS.md).
 PAPERS = {
     "C1": "pruning 10-15% of SqueezeNet's filters slightly improves results",
@@ -92,7 +92,7 @@ def _results(a: Mapping) -> str:
         )
         holds = n.get("holds_to_pct")
         lines.append(
-            f"| {NETWORKS.get(arch, arch)} | {_before_after(n.get('params'))} "
+            f"| {NETWORK_LABELS.get(arch, arch)} | {_before_after(n.get('params'))} "
             f"| {_num(n.get('filters_removed_pct'), '.1f')}% "
             f"| {_metric(t1)} → {_metric(t1, 'final')} "
             f"| {_metric(tar, with_ci=False)} → {_metric(tar, 'final', False)} "
@@ -105,12 +105,14 @@ def _results(a: Mapping) -> str:
         lines += [
             "",
             f"SqueezerFaceNet pick (the smallest SqueezeNet whose 1-image EER, as pruned or after "
-            f"fine-tuning, stays within +{tol:g} of the original at every step up to it): step "
-            f"{pick['step']} "
+            f"fine-tuning, stays within +{tol:g} of the original at every step up to it, chosen "
+            f"on {pick.get('selected_on_what', 'the test identities')}): step {pick['step']} "
             f"({pick['stage']}), {_count(pick['params'])} parameters "
             f"({_num(pick['params_saved_pct'], '.1f')}% fewer), "
-            f"{_num(pick['filters_removed_pct'], '.1f')}% of filters removed, EER "
-            f"{_num(pick['eer'])}{_ci(pick.get('eer_ci'))}.",
+            f"{_num(pick['filters_removed_pct'], '.1f')}% of filters removed; on the test "
+            f"identities EER {_num(pick['eer'])}{_ci(pick.get('eer_ci'))}, "
+            f"{_num(pick.get('eer_change'), '+.3f')}{_ci(pick.get('eer_change_ci'), '+.3f')} "
+            "from the original.",
         ]
     elif "squeezenet" in a["networks"]:
         lines += ["", f"No pruned SqueezeNet keeps its 1-image EER within +{tol:g}."]
@@ -140,6 +142,17 @@ def _criteria(a: Mapping) -> str:
     )
 
 
+def _nulls(c: Mapping) -> str:
+    """C7's bands: the null the verdict is taken against first, then the other."""
+    used = c.get("null", "uniform")
+    names = {"normalised": "random scores normalised per layer", "uniform": "uniform random"}
+    bands = [f"{names[used]}: {_ci(c['ci'], '+.2f')[1:]}, the verdict's null"]
+    other = "uniform" if used == "normalised" else "normalised"
+    if c.get(f"null_{other}") and None not in c[f"null_{other}"]:
+        bands.append(f"{names[other]}: {_ci(c[f'null_{other}'], '+.2f')[1:]}")
+    return "; ".join(bands)
+
+
 def _claims(a: Mapping) -> str:
     lines = [
         "| | the papers report | ours: estimate [95% interval] | verdict |",
@@ -147,7 +160,7 @@ def _claims(a: Mapping) -> str:
     ]
     for cid, c in sorted(a["claims"].items(), key=lambda kv: int(kv[0][1:])):
         if c["metric"].startswith("spearman"):
-            ours = f"ρ {_num(c['estimate'], '+.2f')} (random removal: {_ci(c['ci'], '+.2f')[1:]})"
+            ours = f"ρ {_num(c['estimate'], '+.2f')} ({_nulls(c)})"
         else:
             ours = f"{_num(c['estimate'], '+.3f')}{_ci(c['ci'], '+.3f')} ({c['metric']})"
         lines.append(f"| {cid} | {PAPERS.get(cid, cid)} | {ours} | {c['verdict']} |")

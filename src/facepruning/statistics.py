@@ -15,6 +15,9 @@ them, so pairs are not independent: resampling pairs would understate the uncert
   :func:`facepruning.verification.eer` / :func:`~facepruning.verification.tar_at_far` exactly;
 - :func:`bootstrap_metric`, :func:`percentile_interval`, :func:`paired_difference`: replicates,
   95% percentile intervals and paired differences (two runs measured on the same resamples);
+- :func:`spearman`, :func:`permutation_pvalue` (scipy.stats): a rank correlation and its
+  permutation p-value; :func:`width_rank_correlation`: Spearman's rho of layer width and share of
+  channels removed (the prune stage's summary, the analysis' claim C7);
 - :func:`width_null`, :func:`null_position`: the distribution of the Spearman correlation between
   layer width and share of channels removed when the same number of channels is removed
   uniformly at random (the null of "the widest layers lose filters first").
@@ -26,6 +29,7 @@ as in :mod:`facepruning.verification`.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +37,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .errors import ParameterError
+from . import channels
+from .errors import DataError, ParameterError
 
 __all__ = [
     "Interval",
@@ -46,6 +51,9 @@ __all__ = [
     "bootstrap_metric",
     "percentile_interval",
     "paired_difference",
+    "spearman",
+    "permutation_pvalue",
+    "width_rank_correlation",
     "width_null",
     "null_position",
 ]
@@ -255,6 +263,66 @@ def paired_difference(
     return Interval(float(estimate), low, high)
 
 
+def _check_pair(x: Any, y: Any, name: str = "spearman") -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise DataError(f"{name} needs two 1-d sequences of one length, got {x.shape}, {y.shape}")
+    return x, y
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rank correlation (``scipy.stats.spearmanr``; ties: average ranks); NaN when
+    either side is constant or has fewer than two values."""
+    x, y = _check_pair(x, y)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(x, y).statistic)
+
+
+def permutation_pvalue(x: Any, y: Any, *, n_permutations: int = 5000, seed: int = 0) -> float:
+    """Two-sided permutation p-value of :func:`spearman`: the share of orders of ``y`` whose
+    ``|rho|`` is at least the observed one (``scipy.stats.permutation_test``, pairings).
+
+    With more permutations than orders of ``y`` every order is tried (exact); otherwise
+    ``n_permutations`` random ones, counting the observed order as one of them, so the value is
+    never 0. NaN where :func:`spearman` is.
+    """
+    x, y = _check_pair(x, y)
+    if math.isnan(spearman(x, y)):
+        return float("nan")
+    rx = stats.rankdata(x)
+    rx = rx - rx.mean()
+
+    def abs_rho(ry: np.ndarray, axis: int = -1) -> np.ndarray:
+        # Spearman's rho of x with each permuted order of y: Pearson's r of the ranks (the ranks
+        # of a permuted y are the permuted ranks of y, ties keeping their average rank).
+        ry = ry - ry.mean(axis=axis, keepdims=True)
+        r = (rx * ry).sum(axis=axis) / np.sqrt((rx**2).sum() * (ry**2).sum(axis=axis))
+        return np.abs(r)
+
+    result = stats.permutation_test(
+        (stats.rankdata(y),),
+        abs_rho,
+        permutation_type="pairings",
+        vectorized=True,
+        n_resamples=n_permutations,
+        alternative="greater",
+        random_state=np.random.default_rng(seed),
+    )
+    return float(result.pvalue)
+
+
+def width_rank_correlation(widths: Any, remaining: Any) -> float:
+    """Spearman's rho of every layer group's starting width and the share of it removed,
+    ``1 - remaining / widths`` (:func:`spearman`: NaN when every group lost the same share or all
+    are equally wide): > 0 when the wider groups lose larger shares, the observed value that
+    :func:`width_null` draws under random removal."""
+    widths, remaining = _check_pair(widths, remaining, "width_rank_correlation")
+    return spearman(widths, 1 - remaining / widths)
+
+
 def _rank_rows(x: np.ndarray) -> np.ndarray:
     """Average ranks along the last axis, centred, as scipy.stats.rankdata does per row."""
     r = stats.rankdata(x, axis=-1)
@@ -270,8 +338,9 @@ def width_null(
     steps: Sequence[int] | None = None,
     n: int = 10000,
     seed: int = 0,
+    normalised: bool = False,
 ) -> np.ndarray:
-    """``n`` draws of Spearman's rho (width vs share removed) under uniform random removal.
+    """``n`` draws of Spearman's rho (width vs share removed) under random removal.
 
     ``removed_total`` channels are drawn uniformly without replacement from all prunable channels,
     each group of width ``w`` offering all but the ``min_channels`` it must keep (multivariate
@@ -281,8 +350,12 @@ def width_null(
     each group's share rounded down to keep a multiple of m and the groups with the largest
     left-over shares rounded up until the step's count is reached. That rounding favours wide
     groups by itself, so a null that ignored it would make random removal look width-ordered.
-    Ranks as :func:`scipy.stats.spearmanr` (average ranks for ties); NaN for a draw whose shares
-    are constant (or for constant widths)."""
+    ``normalised``: the scores are uniform draws divided, group by group, by their L2 norm, as the
+    loop's layer-wise normalisation divides a criterion's scores, and each step takes the
+    globally lowest (a group of width w has scores of about ``1 / sqrt(w / 3)``, so the wide
+    groups lose more by the normalisation alone): the null of a normalised criterion that knows
+    nothing of the channels. Ranks as :func:`scipy.stats.spearmanr` (average ranks for ties); NaN
+    for a draw whose shares are constant (or for constant widths)."""
     w = np.asarray(widths, dtype=np.int64).ravel()
     if w.size < 2 or np.any(w <= 0) or channel_multiple < 1:
         raise ParameterError("width_null needs two groups of positive width and a multiple >= 1")
@@ -290,11 +363,13 @@ def width_null(
     if not 0 <= removed_total <= np.maximum(w - keep, 0).sum():
         raise ParameterError(f"cannot remove {removed_total} of {(w - keep).sum()} channels")
     rng = np.random.default_rng(seed)
-    if channel_multiple == 1:
+    counts = list(steps) if steps is not None else [removed_total]
+    if normalised:
+        removed = w - _aligned_removal(w, counts, keep, channel_multiple, n, rng, _normalised_draw)
+    elif channel_multiple == 1:
         removed = rng.multivariate_hypergeometric(np.maximum(w - keep, 0), removed_total, size=n)
     else:
-        counts = list(steps) if steps is not None else [removed_total]
-        removed = w - _aligned_removal(w, counts, keep, channel_multiple, n, rng)
+        removed = w - _aligned_removal(w, counts, keep, channel_multiple, n, rng, _uniform_draw)
     rx = _rank_rows(w.astype(np.float64))
     ry = _rank_rows(removed / w)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -315,19 +390,45 @@ def _capped_draw(rng, sizes: np.ndarray, cap: np.ndarray, count: int) -> np.ndar
     return k
 
 
-def _aligned_removal(w, counts, keep: int, m: int, n: int, rng) -> np.ndarray:
-    """Widths left ``[n, groups]`` after ``counts`` steps of uniform removal rounded to multiples
-    of ``m`` exactly as ``select_channels`` rounds (vectorised over the ``n`` draws)."""
+def _uniform_draw(rng, left: np.ndarray, cap: np.ndarray, count: int) -> np.ndarray:
+    """Channels each group gives ``[n, groups]`` when ``count`` go uniformly, capped."""
+    return np.stack([_capped_draw(rng, size, c, count) for size, c in zip(left, cap, strict=True)])
+
+
+def _normalised_draw(rng, left: np.ndarray, cap: np.ndarray, count: int) -> np.ndarray:
+    """Channels each group gives ``[n, groups]`` when the ``count`` lowest of uniform scores,
+    each group's divided by its L2 norm, go, no group giving more than its ``cap`` (taking the
+    global lowest while skipping full groups = the lowest among each group's ``cap`` lowest)."""
+    n, groups = left.shape
+    k = np.zeros_like(left)
+    if count == 0:
+        return k
+    for rows in np.array_split(np.arange(n), max(1, n * int(left.sum(axis=1).max()) // 4_000_000)):
+        blocks = []
+        for g in range(groups):
+            size = left[rows, g]
+            width = int(size.max())
+            present = np.arange(width) < size[:, None]
+            u = np.where(present, rng.random((len(rows), width)), 0.0)
+            norm = np.sqrt((u**2).sum(axis=1, keepdims=True))
+            z = np.sort(np.where(present, u / np.where(norm > 0, norm, 1.0), np.inf), axis=1)
+            blocks.append(np.where(np.arange(width) < cap[rows, g][:, None], z, np.inf))
+        flat = np.concatenate(blocks, axis=1)
+        threshold = np.partition(flat, count - 1, axis=1)[:, count - 1 : count]
+        k[rows] = np.stack([(b <= threshold).sum(axis=1) for b in blocks], axis=1)
+    return k
+
+
+def _aligned_removal(w, counts, keep: int, m: int, n: int, rng, draw) -> np.ndarray:
+    """Widths left ``[n, groups]`` after ``counts`` steps of removal by ``draw`` (uniform or
+    normalised), rounded to multiples of ``m`` exactly as ``select_channels`` rounds
+    (vectorised over the ``n`` draws)."""
     left = np.tile(w, (n, 1))
-    floor_keep = max(-(-keep // m) * m, m)
     for count in counts:
-        floor = np.where(left < m, left, np.minimum(left, floor_keep))
-        cap = left - floor
+        cap = left - channels.floor(left, keep, m)
         count = int(min(count, cap.sum(axis=1).min()))
-        k = np.stack([_capped_draw(rng, size, c, count) for size, c in zip(left, cap, strict=True)])
-        offset = left % m
-        down = np.where((k < offset) | (k == 0), 0, k - (k - offset) % m)
-        up = np.minimum(down + np.where((down == 0) & (offset > 0), offset, m), cap)
+        k = draw(rng, left, cap, count)
+        down, up = channels.rounded_share(left, k, m, cap)
         order = np.argsort(down - k, axis=1, kind="stable")  # largest left-over share first
         eligible = np.take_along_axis(k > down, order, axis=1)
         inc = np.where(eligible, np.take_along_axis(up - down, order, axis=1), 0)

@@ -29,11 +29,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from . import artifacts, distributed
+from . import distributed
+from .checkpoint import RunCheckpoint
 from .errors import ParameterError
 from .parameters import TrainParameters
 from .progress import progress_bar
-from .verification import flatten_report, identification_accuracy, verification_report
+from .verification import (
+    MAX_IMPOSTORS,
+    all_pairs,
+    eer,
+    flatten_report,
+    identification_accuracy,
+    pair_scores,
+    verification_report,
+)
 
 __all__ = [
     "PlateauSchedule",
@@ -47,6 +56,7 @@ __all__ = [
     "evaluate_identification",
     "extract_descriptors",
     "evaluate_face_model",
+    "heldout_eer",
 ]
 
 PAPER_LR_LEVELS = (0.01, 0.005, 0.001, 0.0001)
@@ -254,10 +264,12 @@ def _forward_all(model, dataset, transform, batch_size, fn):
     outs, labels, indices = [], [], []
     for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
         x = transform(batch[0], None).to(device)
-        outs.append(fn(x).float().cpu())
+        out = fn(x)  # a tensor, or a tuple of them (embed_and_classify)
+        outs.append([o.float().cpu() for o in (out if isinstance(out, tuple) else (out,))])
         labels.append(batch[1])
         indices.append(batch[2])
-    return torch.cat(outs), torch.cat(labels), torch.cat(indices)
+    joined = [torch.cat(parts) for parts in zip(*outs, strict=True)]
+    return (joined[0] if len(joined) == 1 else tuple(joined)), torch.cat(labels), torch.cat(indices)
 
 
 def evaluate_identification(
@@ -277,6 +289,19 @@ def extract_descriptors(
     return desc, indices
 
 
+def heldout_eer(
+    descriptors: Any, identities: Any, *, max_impostors: int | None = MAX_IMPOSTORS, seed: int = 0
+) -> float | None:
+    """1-image EER over the pairs of ``descriptors`` (every genuine pair, at most
+    ``max_impostors`` impostor pairs): on the validation images of the training identities, a
+    verification measure that never sees the test identities, so that a choice made on it (the
+    SqueezerFaceNet pick) can be judged on them. None without pairs of both kinds."""
+    i, j, genuine = all_pairs(identities, max_impostors=max_impostors, seed=seed)
+    if not genuine.any() or genuine.all():
+        return None
+    return eer(pair_scores(descriptors, i, j), genuine)
+
+
 def evaluate_face_model(
     model: nn.Module,
     *,
@@ -291,17 +316,21 @@ def evaluate_face_model(
 ) -> dict[str, Any]:
     """Validation identification plus open-set verification on the test identities.
 
-    Returns a flat dict: ``val/loss``, ``val/acc``, ``descriptor_size`` and the verification
+    Returns a flat dict: ``val/loss``, ``val/acc``, ``val/t1/eer`` (:func:`heldout_eer`),
+    ``descriptor_size`` and the verification
     report's keys (``t1/eer``, ``t5/tar@far=0.01``, ``lfw/accuracy_mean``, ``pose/F-P/eer``, ...).
     ``with_pair_scores`` adds ``pair_scores``: every template block's pair scores and identity
     codes as tensors (see :func:`~facepruning.verification.verification_report`), for the
     identity bootstrap of notebook 04, and ``test_identities``, the identities the codes index.
     """
+    (val_desc, logits), labels, val_indices = _forward_all(
+        model, val_set, transform, batch_size, model.embed_and_classify
+    )  # one pass: identification and held-out verification
+    val_ids = manifest.set_index("index").loc[val_indices.numpy(), "identity"].to_numpy()
     metrics = {
-        f"val/{k}": v
-        for k, v in evaluate_identification(
-            model, val_set, transform, batch_size=batch_size
-        ).items()
+        "val/loss": nn.functional.cross_entropy(logits, labels).item(),
+        "val/acc": identification_accuracy(logits, labels),
+        "val/t1/eer": heldout_eer(val_desc, val_ids),
     }
     desc, indices = extract_descriptors(model, test_set, transform, batch_size=batch_size)
     rows = manifest.set_index("index").loc[indices.numpy()]
@@ -332,49 +361,6 @@ def evaluate_face_model(
             for block, p in pairs_out.items()
         }
     return metrics
-
-
-@dataclass
-class _Checkpoint:
-    """``last.pt`` of a training run: weights, optimiser and schedule after the last finished
-    epoch, the history, and the run identity it belongs to (with its fingerprint)."""
-
-    path: Path | None
-    run_identity: dict[str, Any]
-
-    def resume(self, model, optimizer, schedule) -> tuple[list[dict[str, Any]], int]:
-        """Load this run's checkpoint into the objects: ``(history, next epoch)``; ``([], 0)``
-        when there is none or it is another run's (moved aside, with a message)."""
-        if self.path is None or not self.path.exists():
-            return [], 0
-        state = artifacts.load_torch(
-            self.path, remedy="the training (it starts again from epoch 0)"
-        )
-        distributed.barrier()  # every rank has read the file before rank 0 may move it
-        if not artifacts.belongs_to_run(
-            self.path, state, self.run_identity, set_aside=distributed.is_main()
-        ):
-            return [], 0
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        return list(state["history"]), state["epoch"] + 1
-
-    def save(self, model, optimizer, schedule, epoch: int, history: list) -> None:
-        if self.path is None:
-            return
-        if distributed.is_main():
-            state = {
-                "fingerprint": artifacts.fingerprint(self.run_identity),
-                "run_identity": self.run_identity,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "history": history,
-            }
-            artifacts.save_torch(self.path, state)
-        distributed.barrier()
 
 
 @dataclass
@@ -412,8 +398,9 @@ def train_identification(
     (a plain state dict, resumable on any number of processes) and the validation metrics of
     rank 0 drive every rank's schedule.
     """
-    identity = artifacts.jsonable(run_identity or {})
-    checkpoint = _Checkpoint(Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None, identity)
+    checkpoint = RunCheckpoint.in_folder(
+        checkpoint_dir, run_identity, remedy="the training (it starts again from epoch 0)"
+    )
     data = _Data(train_set, val_set, train_transform, eval_transform)
     if config.channels_last:  # before wrapping: DDP's gradient buckets follow the layout
         model.to(memory_format=torch.channels_last)
@@ -428,7 +415,7 @@ def _train_identification(
     net,
     data: _Data,
     config: TrainParameters,
-    checkpoint: _Checkpoint,
+    checkpoint: RunCheckpoint,
     *,
     progress,
     on_epoch_end,
@@ -440,7 +427,13 @@ def _train_identification(
         momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
-    history, start = checkpoint.resume(model, optimizer, schedule)
+    history, start = [], 0
+    state = checkpoint.load()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, start = list(state["history"]), state["epoch"] + 1
     progress = progress and distributed.is_main()
     epochs = progress_bar(range(config.epochs), desc="epochs", disable=not progress, initial=start)
     for epoch in range(start, config.epochs):
@@ -450,7 +443,15 @@ def _train_identification(
         schedule.step(row["val_loss"])
         row["schedule_finished"] = schedule.finished  # plateaued on the last level: converged
         history.append(row)
-        checkpoint.save(model, optimizer, schedule, epoch, history)
+        checkpoint.save(
+            {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "history": history,
+            }
+        )
         if on_epoch_end is not None:
             on_epoch_end(row)
         epochs.update(1)

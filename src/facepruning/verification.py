@@ -25,10 +25,14 @@ Conventions used throughout
 
 Protocols
 ---------
-- ``all_pairs`` + ``templates``: every genuine and impostor pair over a test set, with 1-image or
-  k-image templates (SqueezerFaceNet uses 1 and 5). All pairs of n images are n(n-1)/2: fine for
-  small test sets (ORL, a few thousand images); for ~10k images use ``max_impostors`` (all genuine
-  pairs are kept, impostors are a seeded uniform subsample).
+The comparisons come from :mod:`facepruning.comparisons` (re-exported here).
+
+- ``all_pairs``: every genuine and impostor pair of images over a test set. All pairs of n images
+  are n(n-1)/2: fine for small test sets (ORL, a few thousand images); for ~10k images use
+  ``max_impostors`` (all genuine pairs are kept, impostors are a seeded uniform subsample).
+- ``template_splits``: k-image templates (SqueezerFaceNet uses 5), many disjoint pairs of them per
+  identity, the same number for every identity (one pair per identity would give 10 genuine
+  comparisons on ORL's test set, an EER that moves in steps of 0.1).
 - LFW pairs (``kfold_accuracy``): threshold chosen on nine folds, accuracy on the tenth.
 - VGGFace2-Pose: 5-image templates of one pose (F frontal, Q three-quarter, P profile), compared
   within and across poses.
@@ -45,6 +49,20 @@ from typing import Any
 
 import numpy as np
 
+from facepruning.comparisons import (
+    MAX_IMPOSTORS,
+    TEMPLATE_SPLITS,
+    _as_labels,
+    _as_matrix,
+    _identity_codes,
+    _to_numpy,
+    all_pairs,
+    cosine_similarity_matrix,
+    l2_normalize,
+    pair_scores,
+    template_splits,
+    templates,
+)
 from facepruning.errors import DataError, ParameterError
 
 __all__ = [
@@ -54,6 +72,9 @@ __all__ = [
     "eer_threshold",
     "all_pairs",
     "templates",
+    "template_splits",
+    "TEMPLATE_SPLITS",
+    "MAX_IMPOSTORS",
     "roc",
     "eer",
     "tar_at_far",
@@ -77,38 +98,10 @@ POSE_BLOCKS: tuple[tuple[str, str], ...] = (
     ("P", "P"),
 )
 
-_CHUNK = 1024  # pairs scored per step in pair_scores: small blocks stay in cache (fastest)
-
 
 # --------------------------------------------------------------------------------------------
 # conversion helpers
 # --------------------------------------------------------------------------------------------
-def _to_numpy(x: Any) -> np.ndarray:
-    """A numpy view/copy of an array-like or a torch tensor (on any device)."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
-        x = x.detach().cpu()
-        if x.is_floating_point():  # bfloat16 has no numpy dtype; metrics want float64 anyway
-            x = x.double()
-        x = x.numpy()
-    return np.asarray(x)
-
-
-def _as_matrix(x: Any, name: str) -> np.ndarray:
-    arr = _to_numpy(x).astype(np.float64, copy=False)
-    if arr.ndim != 2:
-        raise ParameterError(f"{name} must be 2-D [n, dim], got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ParameterError(f"{name} holds NaN or inf values; check the model's output")
-    return arr
-
-
-def _as_labels(x: Any, name: str) -> np.ndarray:
-    arr = _to_numpy(x)
-    if arr.ndim != 1:
-        raise ParameterError(f"{name} must be 1-D (one entry per image), got shape {arr.shape}")
-    return arr
-
-
 def _scores_labels(scores: Any, genuine: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validated float64 scores and boolean genuine labels of the same length."""
     s = _to_numpy(scores).astype(np.float64, copy=False).ravel()
@@ -161,156 +154,6 @@ def _operating_points(scores: Any, genuine: Any) -> _Points:
         n_imp,
         n_gen,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# descriptors and pairs
-# --------------------------------------------------------------------------------------------
-def l2_normalize(x: Any, *, eps: float = 1e-12) -> np.ndarray:
-    """Rows (last axis) scaled to unit L2 norm, as float64; all-zero rows stay zero."""
-    arr = _to_numpy(x).astype(np.float64)
-    norm = np.linalg.norm(arr, axis=-1, keepdims=True)
-    return arr / np.maximum(norm, eps)
-
-
-def cosine_similarity_matrix(a: Any, b: Any) -> np.ndarray:
-    """``[len(a), len(b)]`` float64 matrix of cosine similarities between the rows of a and b."""
-    a2 = _as_matrix(a, "a")
-    b2 = _as_matrix(b, "b")
-    if a2.shape[1] != b2.shape[1]:
-        raise ParameterError(f"a and b differ in dimension: {a2.shape[1]} vs {b2.shape[1]}")
-    return l2_normalize(a2) @ l2_normalize(b2).T
-
-
-def pair_scores(descriptors: Any, a: Any, b: Any) -> np.ndarray:
-    """Cosine similarity of rows ``a[k]`` and ``b[k]`` of ``descriptors`` for every k (float64).
-
-    Works in chunks, so millions of pairs need only a few hundred MB of temporary memory.
-    """
-    x = l2_normalize(_as_matrix(descriptors, "descriptors"))
-    ia = _as_labels(a, "a").astype(np.int64)
-    ib = _as_labels(b, "b").astype(np.int64)
-    if ia.shape != ib.shape:
-        raise ParameterError(f"a and b must have the same length, got {ia.size} and {ib.size}")
-    n = x.shape[0]
-    if ia.size and (min(ia.min(), ib.min()) < 0 or max(ia.max(), ib.max()) >= n):
-        raise ParameterError(f"pair positions must lie in [0, {n}) (rows of descriptors)")
-    out = np.empty(ia.size, dtype=np.float64)
-    for start in range(0, ia.size, _CHUNK):
-        sl = slice(start, start + _CHUNK)
-        out[sl] = np.einsum("ij,ij->i", x[ia[sl]], x[ib[sl]])
-    return out
-
-
-def _identity_codes(identities: Any) -> np.ndarray:
-    ids = _as_labels(identities, "identities")
-    return np.unique(ids, return_inverse=True)[1].ravel().astype(np.int64)
-
-
-def _genuine_pairs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    ii, jj = [], []
-    for members in np.split(order, bounds):
-        m = members.size
-        if m < 2:
-            continue
-        r, c = np.triu_indices(m, 1)
-        ii.append(members[r])
-        jj.append(members[c])
-    if not ii:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    i = np.concatenate(ii)
-    j = np.concatenate(jj)
-    return np.minimum(i, j), np.maximum(i, j)
-
-
-def all_pairs(
-    identities: Any, *, max_impostors: int | None = None, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every genuine pair and every (or a sample of the) impostor pair over a set of images.
-
-    Returns ``(i, j, genuine)``: int64 positions with ``i < j`` into ``identities`` (and so into
-    the descriptors) and a boolean array, True where both images have the same identity; pairs are
-    sorted by ``(i, j)``. n images give n(n-1)/2 pairs: this is meant for small test sets. With
-    ``max_impostors`` all genuine pairs are kept and at most that many impostor pairs are drawn
-    uniformly without replacement (reproducible from ``seed``), without enumerating all pairs.
-    """
-    codes = _identity_codes(identities)
-    n = codes.size
-    gi, gj = _genuine_pairs(codes)
-    n_imp_total = n * (n - 1) // 2 - gi.size
-    if max_impostors is not None and max_impostors < 0:
-        raise ParameterError(f"max_impostors must be >= 0 or None, got {max_impostors}")
-
-    if max_impostors is None or max_impostors >= n_imp_total:
-        ii, jj = np.triu_indices(n, 1)
-        keep = codes[ii] != codes[jj]
-        ii, jj = ii[keep].astype(np.int64), jj[keep].astype(np.int64)
-    elif 2 * max_impostors > n_imp_total:
-        # a large share of all impostors: enumerate and subsample
-        rng = np.random.default_rng(seed)
-        ii, jj = np.triu_indices(n, 1)
-        keep = np.flatnonzero(codes[ii] != codes[jj])
-        pick = np.sort(rng.choice(keep, size=max_impostors, replace=False))
-        ii, jj = ii[pick].astype(np.int64), jj[pick].astype(np.int64)
-    else:
-        # rejection sampling of unordered pairs: (i, j) uniform over ordered pairs with i != j
-        # is uniform over unordered pairs once sorted
-        rng = np.random.default_rng(seed)
-        p_imp = n_imp_total / (n * (n - 1) / 2)
-        keys = np.zeros(0, dtype=np.int64)
-        while keys.size < max_impostors:
-            need = max_impostors - keys.size
-            draw = int(need / (p_imp * 0.9)) + 1024
-            a = rng.integers(0, n, size=draw)
-            b = rng.integers(0, n, size=draw)
-            ok = (a != b) & (codes[a] != codes[b])
-            lo, hi = np.minimum(a[ok], b[ok]), np.maximum(a[ok], b[ok])
-            keys = np.union1d(keys, lo * n + hi)
-        if keys.size > max_impostors:
-            keys = np.sort(rng.choice(keys, size=max_impostors, replace=False))
-        ii, jj = keys // n, keys % n
-
-    i = np.concatenate([gi, ii])
-    j = np.concatenate([gj, jj])
-    genuine = np.concatenate([np.ones(gi.size, bool), np.zeros(ii.size, bool)])
-    order = np.lexsort((j, i))
-    return i[order], j[order], genuine[order]
-
-
-def templates(descriptors: Any, identities: Any, *, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Template descriptors: the mean of ``size`` consecutive images of one identity, L2-normalised.
-
-    Each identity's images are taken in the given order and cut into groups of ``size``; images
-    left over that do not fill a group are dropped. The raw descriptors are averaged, then the mean
-    is L2-normalised. Templates are ordered by the position of their first image, so ``size=1``
-    gives the (L2-normalised) images themselves in their original order. Returns
-    ``(template_descriptors [t, dim] float64, template_identities [t])``, the identities with the
-    values (and dtype) given.
-    """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ParameterError(f"template size must be a positive integer, got {size!r}")
-    x = _as_matrix(descriptors, "descriptors")
-    ids = _as_labels(identities, "identities")
-    if ids.size != x.shape[0]:
-        raise ParameterError(
-            f"identities has {ids.size} entries but descriptors has {x.shape[0]} rows"
-        )
-    codes = _identity_codes(ids)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    groups = []
-    for members in np.split(order, bounds):
-        full = members.size - members.size % size
-        if full:
-            groups.append(members[:full].reshape(-1, size))
-    if not groups:
-        return np.zeros((0, x.shape[1])), ids[:0]
-    g = np.concatenate(groups)
-    g = g[np.argsort(g[:, 0], kind="stable")]
-    return l2_normalize(x[g].mean(axis=1)), ids[g[:, 0]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,17 +408,21 @@ def verification_report(
     pairs: Any = None,
     poses: Any = None,
     template_ids: Any = None,
-    max_impostors: int | None = 1_000_000,
+    max_impostors: int | None = MAX_IMPOSTORS,
+    template_splits_per_identity: int = TEMPLATE_SPLITS,
     seed: int = 0,
     pair_scores_out: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """All verification results for one set of descriptors, as a nested dict.
 
-    - ``"t{k}"`` for each k in ``template_sizes``: ``templates(size=k)`` compared all-against-all
+    - ``"t{k}"`` for each k in ``template_sizes``: for ``k = 1`` every pair of images
       (``all_pairs`` with ``max_impostors``/``seed``; the default keeps every pair of up to ~1400
-      templates), with keys ``eer``, ``auc``, ``acc`` (best-threshold accuracy: the threshold is
-      chosen on the same scores, so it is an optimistic upper bound, unlike the LFW k-fold one),
-      ``"tar@far=<far>"`` per far (None when unmeasurable), ``n_genuine``, ``n_impostor``.
+      images); for ``k > 1`` disjoint k-image templates, ``template_splits_per_identity`` genuine
+      comparisons per identity and as many impostor ones per two identities
+      (:func:`template_splits`, at most ``max_impostors`` of them), with keys ``eer``, ``auc``,
+      ``acc`` (best-threshold accuracy: the threshold is chosen on the same scores, so it is an
+      optimistic upper bound, unlike the LFW k-fold one), ``"tar@far=<far>"`` per far (None when
+      unmeasurable), ``n_genuine``, ``n_impostor``.
       Metrics are None when a block has no genuine or no impostor pair.
     - ``"lfw"`` when ``pairs`` (DataFrame or mapping with columns fold, a, b, genuine; a and b are
       positions into ``descriptors``) is given: ``accuracy_mean``, ``accuracy_std`` (k-fold over
@@ -604,18 +451,18 @@ def verification_report(
 
     report: dict[str, dict[str, Any]] = {}
     for k in template_sizes:
-        t_x, t_ids = templates(x, ids, size=k)
-        i, j, gen = all_pairs(t_ids, max_impostors=max_impostors, seed=seed)
-        scores = pair_scores(t_x, i, j)
+        if k == 1:
+            i, j, gen = all_pairs(ids, max_impostors=max_impostors, seed=seed)
+            scores, codes = pair_scores(l2_normalize(x), i, j), _identity_codes(ids)
+            a, b = codes[i], codes[j]
+        else:
+            scores, a, b, gen = template_splits(
+                x, ids, size=k, splits=template_splits_per_identity, max_impostors=max_impostors,
+                seed=seed,
+            )  # fmt: skip
         report[f"t{k}"] = _block(scores, gen, fars, full=True)
         if pair_scores_out is not None:
-            codes = np.searchsorted(np.unique(ids), t_ids)
-            pair_scores_out[f"t{k}"] = {
-                "scores": scores,
-                "a": codes[i],
-                "b": codes[j],
-                "genuine": gen,
-            }
+            pair_scores_out[f"t{k}"] = {"scores": scores, "a": a, "b": b, "genuine": gen}
     if pairs is not None:
         report["lfw"] = _lfw_block(x, ids, pairs)
     if poses is not None:

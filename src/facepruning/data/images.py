@@ -11,9 +11,9 @@ identical pixels.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 
 from ..errors import DataError, ParameterError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Box",
@@ -87,7 +89,7 @@ def read_image(path: str | os.PathLike, *, on_error: str = "raise") -> Image.Ima
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         message = f"cannot read image {path}: {type(exc).__name__}: {exc}"
         if on_error == "skip":
-            warnings.warn(f"skipping {path}: {message}", stacklevel=2)
+            log.warning(f"skipping {path}: {message}")
             return None
         raise DataError(
             message + " (remove or replace the file, or skip unreadable images with "

@@ -59,7 +59,14 @@ def load_prepared(processed_dir: str | os.PathLike, *, images: bool = True) -> P
     info_path = processed_dir / "dataset.json"
     if not processed_dir.is_dir() or not info_path.is_file():
         raise DataError(f"no prepared data in {processed_dir} (dataset.json missing): {_RUN_FIRST}")
-    info = read_json(info_path)
+    try:
+        info = read_json(info_path)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise DataError(
+            f"{info_path} is truncated or corrupt ({type(e).__name__}): {_RUN_FIRST}"
+        ) from None
+    if not isinstance(info, dict):
+        raise DataError(f"{info_path} holds a {type(info).__name__}, not a data set: {_RUN_FIRST}")
     manifest = read_manifest(processed_dir / "manifest.csv")
     cache = None
     cache_path = processed_dir / "images.pt"

@@ -11,7 +11,10 @@ Laid out like torchvision's ``models`` package:
   (identity logits, face descriptor, the classifier pruning must not touch), and the loading
   of torchvision's ImageNet weights;
 - :mod:`.build`: :func:`build_model`, any architecture by name, from scratch or from weights;
-- :mod:`.counting`: :func:`count_parameters` and :func:`count_macs`.
+- :mod:`.counting`: :func:`count_parameters` and :func:`count_macs`;
+- :mod:`.io`: saving and loading pruned networks as state dict plus channel layout
+  (:func:`save_model` / :func:`load_model` for a FaceNet, :func:`save_pruned` /
+  :func:`load_pruned` for any network).
 
 Every public name of the former single ``models`` module is re-exported here. The builder
 functions share their names with their modules: ``facepruning.models.squeezenet`` is the
@@ -24,6 +27,15 @@ from __future__ import annotations
 from .build import build_model
 from .counting import count_macs, count_parameters
 from .facenet import ARCHITECTURES, FaceNet
+from .io import (
+    apply_pruned_state,
+    channel_layout,
+    load_model,
+    load_pruned,
+    pruned_state,
+    save_model,
+    save_pruned,
+)
 from .mobilenet_v2 import mobilenet_v2
 from .resnet50 import resnet50
 from .squeezenet import BNFire, squeezenet
@@ -38,4 +50,11 @@ __all__ = [
     "build_model",
     "count_parameters",
     "count_macs",
+    "channel_layout",
+    "pruned_state",
+    "apply_pruned_state",
+    "save_pruned",
+    "load_pruned",
+    "save_model",
+    "load_model",
 ]

@@ -27,11 +27,21 @@ def count_parameters(model: nn.Module, *, include_classifier: bool = True) -> in
     return total
 
 
-def count_macs(model: nn.Module, *, image_size: int) -> int:
-    """Multiply-accumulate operations of one forward pass on a ``3 x image_size x image_size``
-    image (torch_pruning's counter, on a copy of the model)."""
+def count_macs(
+    model: nn.Module, example_inputs: torch.Tensor | None = None, *, image_size: int | None = None
+) -> int:
+    """Multiply-accumulate operations of one forward pass on one input (torch_pruning's counter).
+
+    ``example_inputs``: a batch as the network takes it (only its first item is counted), for any
+    input shape; or ``image_size`` for a ``3 x image_size x image_size`` image.
+    """
     p = next(model.parameters())
-    x = torch.zeros(1, 3, image_size, image_size, device=p.device, dtype=p.dtype)
+    if example_inputs is not None:
+        x = example_inputs[:1].detach().to(device=p.device, dtype=p.dtype)
+    elif image_size is not None:
+        x = torch.zeros(1, 3, image_size, image_size, device=p.device, dtype=p.dtype)
+    else:
+        raise ModelError("count_macs needs example_inputs (a batch) or image_size")
     with torch.no_grad():
         macs, _ = tp.utils.count_ops_and_params(model, x)
     return int(macs)

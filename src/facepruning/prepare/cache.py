@@ -7,8 +7,8 @@ and streamed images are identical pixel for pixel.
 
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +19,8 @@ from ..data.images import GRAYSCALE_MODES, Box, check_on_error, face_tensor, rea
 from ..errors import DataError, ParameterError
 from ..progress import progress_bar
 
+log = logging.getLogger(__name__)
+
 __all__ = ["detect_channels", "build_cache", "channel_stats"]
 
 
@@ -28,10 +30,12 @@ def detect_channels(
     root: str | os.PathLike | None = None,
     sample: int = 64,
 ) -> int:
-    """1 if the (evenly sampled) images are all grayscale, else 3.
+    """1 if the (evenly sampled) images are all grayscale, else 3 (grayscale images among colour
+    ones are then converted to RGB).
 
-    Only headers are read (``Image.open`` is lazy), so this is cheap even for large trees;
-    unreadable files are left for the cache step to report.
+    Only the sampled images are decoded, so this is cheap even for large trees; an image that
+    does not decode (a truncated JPEG) does not count, whatever its header says, and is left for
+    the cache step to report or skip.
     """
     if not paths:
         raise DataError("no images to inspect")
@@ -40,6 +44,7 @@ def detect_channels(
         full = Path(root) / p if root is not None else Path(p)
         try:
             with Image.open(full) as img:
+                img.load()  # a truncated file fails here, not on its header
                 if img.mode not in GRAYSCALE_MODES:
                     return 3
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
@@ -92,7 +97,7 @@ def build_cache(
             if on_error == "raise":
                 raise
             failed[i] = _reason(exc)
-            warnings.warn(f"skipping {full}: {failed[i]}", stacklevel=2)
+            log.warning(f"skipping {full}: {failed[i]}")
             continue
         out[i] = face_tensor(
             img,

@@ -12,6 +12,7 @@ Layout of ``<processed_dir>`` (see docs/ARCHITECTURE.md): ``manifest.csv``, ``pa
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from .cache import build_cache, channel_stats, detect_channels
 from .manifest import build_manifest, index_pairs, names_text
 from .protocols import parse_lfw_pairs, parse_loose_bbox_lines, parse_pose_templates
 from .sources import copy_orl, duplicate_folders, scan_identity_folders
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "write_prepared", "prepare_dataset"]
 
@@ -205,9 +208,9 @@ def _split_arguments(
 
 
 def _report_skipped(skipped: list[dict[str, str]], info_path: Path) -> None:
-    """One printed line: how many images on_error='skip' left out, and where they are listed."""
+    """One line: how many images on_error='skip' left out, and where they are listed."""
     where = f", listed under 'skipped' in {info_path}" if skipped else ""
-    print(f"prepare_dataset: skipped {len(skipped)} unreadable image(s){where}")
+    log.info(f"prepare_dataset: skipped {len(skipped)} unreadable image(s){where}")
 
 
 def _drop_unreadable(

@@ -10,7 +10,7 @@ parameters give the same split on every machine. The manifest's columns are desc
 
 from __future__ import annotations
 
-import warnings
+import logging
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -21,6 +21,8 @@ import pandas as pd
 from ..data.manifest import BOX_COLUMNS, BOX_LINE_COLUMN
 from ..errors import DataError, ParameterError
 from .protocols import bbox_key
+
+log = logging.getLogger(__name__)
 
 __all__ = ["split_identities", "build_manifest", "index_pairs"]
 
@@ -109,10 +111,9 @@ def _eligible_identities(
     """Identities with enough images (protocol-fixed ones always), warning about the others."""
     too_few = [i for i in tree if len(tree[i]) < min_images and i not in fixed]
     if too_few:
-        warnings.warn(
+        log.warning(
             f"skipping {len(too_few)} identities with fewer than min_images_per_identity="
-            f"{min_images} images: {names_text(too_few)}",
-            stacklevel=3,
+            f"{min_images} images: {names_text(too_few)}"
         )
     skipped = set(too_few)
     return [i for i in tree if i not in skipped]

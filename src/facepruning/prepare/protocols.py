@@ -10,6 +10,8 @@ before hours of training, not during evaluation.
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
@@ -52,8 +54,20 @@ def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
     """Non-blank lines with their 1-based line numbers."""
     if not path.is_file():
         raise DataError(f"{what} {path} does not exist: check the protocol_file parameter")
-    with open(path, encoding="utf-8") as f:
-        return [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
+    return [(n, line.strip()) for n, line in enumerate(_text(path).splitlines(), 1) if line.strip()]
+
+
+def _text(path: Path) -> str:
+    """A protocol file's text: UTF-8, or Latin-1 (LFW's names include accented letters, and older
+    copies of its files are Latin-1); anything else is refused in one line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if b"\x00" in data:
+        raise DataError(f"{path} is not a text file (it holds NUL bytes): check the parameter")
+    return data.decode("latin-1")  # every byte is a Latin-1 character
 
 
 def _positive_int(text: str, path: Path, line_no: int) -> int:
@@ -119,6 +133,12 @@ def parse_lfw_pairs(
             kind = "matched ('name n1 n2')" if genuine else "mismatched ('name1 n1 name2 n2')"
             raise DataError(
                 f"{path}:{line_no}: fold {fold} expects a {kind} pair here, got {text!r}"
+            )
+        if a == b:
+            raise DataError(f"{path}:{line_no}: pairs image {a} with itself; fix the line")
+        if not genuine and fields[0] == fields[2]:
+            raise DataError(
+                f"{path}:{line_no}: a mismatched pair of one person ({fields[0]}); fix the line"
             )
         if known is not None:
             for image in (a, b):
@@ -209,7 +229,7 @@ def parse_loose_bbox_lines(
     if not path.is_file():
         raise DataError(f"bounding-box file {path} does not exist: check the bbox_file parameter")
     boxes: dict[str, tuple[tuple[float, float, float, float], int]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(_text(path), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip().upper() for h in header] != ["NAME_ID", "X", "Y", "W", "H"]:
@@ -227,7 +247,17 @@ def parse_loose_bbox_lines(
                 raise DataError(
                     f"{path}:{line_no}: expected NAME_ID,X,Y,W,H with numbers, got {fields}"
                 ) from None
-            if w <= 0 or h <= 0:
-                raise DataError(f"{path}:{line_no}: box of {name} has width/height <= 0")
+            if not all(math.isfinite(v) for v in (x, y, w, h)):
+                raise DataError(f"{path}:{line_no}: box of {name} is not finite: {fields[1:]}")
+            if w < 1 or h < 1:
+                raise DataError(
+                    f"{path}:{line_no}: box of {name} is {w:g} x {h:g} pixels: a face box is at "
+                    "least 1 pixel wide and high"
+                )
+            if name in boxes:
+                raise DataError(
+                    f"{path}:{line_no}: a second box for {name} (the first is on line "
+                    f"{boxes[name][1]}); keep one"
+                )
             boxes[name] = ((x, y, w, h), line_no)
     return boxes

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import filecmp
 import importlib.util
+import logging
 import os
 import re
 import shutil
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 from ..artifacts import atomic_path
 from ..errors import DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -155,6 +157,24 @@ def _shown(names: list[str], limit: int = 20) -> str:
     return ", ".join(names[:limit]) + (f" and {extra} more" if extra > 0 else "")
 
 
+def _check_names(root: Path, paths: list[str]) -> None:
+    """File and folder names must be text (UTF-8): the manifest, the protocols and the reports
+    name them. Names in another encoding (Latin-1 copies of LFW or CASIA-WebFace) are refused in
+    one line, shown with their bytes, before anything is written."""
+    bad = []
+    for name in paths:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(repr(os.fsencode(name)))
+    if bad:
+        raise DataError(
+            f"{len(bad)} file or folder name(s) under {root} are not UTF-8, e.g. "
+            f"{', '.join(bad[:3])}: rename them to UTF-8 (e.g. convmv -f latin1 -t utf8 -r "
+            "--notest DIR) and prepare again"
+        )
+
+
 def scan_identity_folders(
     root: str | os.PathLike,
     *,
@@ -173,10 +193,9 @@ def scan_identity_folders(
     _check_root(root)
     duplicates = duplicate_folders(root)
     if duplicates:
-        warnings.warn(
+        log.warning(
             f"identity folders in {root} resolve to the same folder and are kept once: "
-            + _shown([f"{kept} (kept) = {dropped} (left out)" for kept, dropped in duplicates]),
-            stacklevel=2,
+            + _shown([f"{kept} (kept) = {dropped} (left out)" for kept, dropped in duplicates])
         )
     dropped = {name for _, name in duplicates}
     tree: dict[str, list[str]] = {}
@@ -196,11 +215,12 @@ def scan_identity_folders(
             tree[folder.name] = [f"{folder.name}/{name}" for name in images]
         else:
             empty.append(folder.name)
+    _check_names(root, [p for paths in tree.values() for p in paths])
     if not tree:
         raise DataError(
             f"no identity folders with images ({', '.join(sorted(extensions))}) in {root}: "
             "expected root/<identity>/<image>, one sub-folder per person"
         )
     if empty:
-        warnings.warn(f"skipping folders without images in {root}: {_shown(empty)}", stacklevel=2)
+        log.warning(f"skipping folders without images in {root}: {_shown(empty)}")
     return tree

@@ -1,45 +1,68 @@
-"""Filter pruning: score channels, remove them physically, and the iterative loop of the papers.
+"""Filter pruning for any CNN: criteria, the engine that scores and removes, the loops.
 
-Three modules, one concept each (the layout of Torch-Pruning, whose dependency graph does the
-tracing underneath):
+Modules, one concept each (the layout of Torch-Pruning, whose dependency graph does the tracing
+underneath):
 
+``importance``
+    The criteria, one class each behind one interface (:class:`Importance`):
+    :class:`TaylorActivation` (the papers'), :class:`TaylorWeight`, :class:`L1Norm`,
+    :class:`RandomImportance`, and the :data:`IMPORTANCES` registry of their names.
 ``scoring``
-    Filter importance: :class:`ImportanceAccumulator` and the :data:`CRITERIA`
-    (``taylor_activation``, ``taylor_weight``, ``l1_norm``, ``random``, ``none``);
-    :func:`taylor_prediction_check` sets the first-order prediction against measured removals.
+    :class:`ImportanceAccumulator` runs a criterion over mini-batches (hooks, gradients,
+    layer-wise normalisation); :func:`taylor_prediction_check` sets the first-order prediction
+    against measured removals.
 ``surgery``
     Which channels must go together (:class:`ChannelGroup`, :func:`prunable_groups`) and
     removing them in place (:func:`remove_channels`); :func:`zero_channels` for the masked
-    original; :func:`save_model` / :func:`load_model` for pruned networks.
+    original.
+``oneshot``
+    :func:`prune`: one call, any network.
 ``loop``
-    The iterative loop (:func:`prune_iteratively`): score, remove the weakest filters, evaluate,
-    fine-tune, checkpoint; :func:`select_channels` ranks all groups together.
+    :func:`prune_iteratively`: the papers' iterative loop for any network (score, remove,
+    fine-tune, checkpoint); :func:`select_channels` ranks all groups together.
 
-The public names of all three are importable from here: ``from facepruning.pruning import
-prune_iteratively, prunable_groups``.
+Saving and loading pruned networks is :mod:`facepruning.models.io` (``save_pruned``,
+``load_pruned``). Everything public is importable from here: ``from facepruning.pruning import
+prune, Importance``.
 """
 
-from .loop import PruningResult, prune_iteratively, select_channels
+from .importance import (
+    IMPORTANCES,
+    Captured,
+    Importance,
+    L1Norm,
+    RandomImportance,
+    TaylorActivation,
+    TaylorWeight,
+    importance_of,
+)
+from .loop import (
+    PruningResult,
+    channels_per_step,
+    default_score_pass,
+    prune_iteratively,
+    select_channels,
+)
+from .oneshot import Pruned, PruneReport, prune
 from .scoring import (
-    CRITERIA,
     ImportanceAccumulator,
     TaylorCheck,
     normalize_per_group,
     taylor_prediction_check,
 )
-from .surgery import (
-    ChannelGroup,
-    channel_layout,
-    load_model,
-    prunable_groups,
-    remove_channels,
-    save_model,
-    zero_channels,
-)
+from .surgery import ChannelGroup, prunable_groups, remove_channels, zero_channels
 
 __all__ = [
+    # importance
+    "Importance",
+    "Captured",
+    "TaylorActivation",
+    "TaylorWeight",
+    "L1Norm",
+    "RandomImportance",
+    "IMPORTANCES",
+    "importance_of",
     # scoring
-    "CRITERIA",
     "ImportanceAccumulator",
     "normalize_per_group",
     "TaylorCheck",
@@ -49,11 +72,13 @@ __all__ = [
     "prunable_groups",
     "remove_channels",
     "zero_channels",
-    "channel_layout",
-    "save_model",
-    "load_model",
-    # loop
+    # one call, and the loop
+    "prune",
+    "Pruned",
+    "PruneReport",
     "PruningResult",
+    "channels_per_step",
+    "default_score_pass",
     "select_channels",
     "prune_iteratively",
 ]

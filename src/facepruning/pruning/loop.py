@@ -1,63 +1,71 @@
-"""The iterative pruning loop of both papers: score, remove the weakest filters, go on training.
+"""The iterative pruning loop of both papers, for any network: score, remove, go on training.
 
 One *step*:
 
-1. score every prunable channel group over ``score_batches`` mini-batches, with SGD-with-momentum
-   updates in between when ``train_during_scoring`` (as MATLAB's ``taylorPrunableNetwork`` loop
-   does);
+1. score every prunable channel group over the step's mini-batches with an
+   :class:`~facepruning.pruning.importance.Importance` (with an ``optimizer``, the network trains
+   on them in between, as MATLAB's ``taylorPrunableNetwork`` loop does);
 2. rank all channels of all groups together (by default after Molchanov's layer-wise L2
-   normalisation, ``normalize_scores``) and remove the ``filters_per_step`` lowest, never
-   emptying a group (each layer keeps ``min_channels``) and never touching the classifier (with
-   ``channel_multiple`` m > 1 each layer keeps a multiple of m channels, and a step removes up
-   to m - 1 channels more than asked: see :func:`select_channels`); then
-   re-estimate the BatchNorm statistics over ``bn_recalibration_batches`` training batches, since
-   those of the layers downstream described the larger network (MATLAB's loop refreshes them as
-   it trains on);
-3. evaluate the smaller network as it is ("pruned"), and a copy after ``finetune_epochs`` of
-   fine-tuning ("finetuned"): the papers report both. The loop continues from the pruned network,
-   so the fine-tuned copies are snapshots, not the trunk.
+   normalisation) and remove the lowest ``step_fraction`` of the initial channels, never emptying
+   a group (each keeps ``min_channels``; with ``channel_multiple`` m > 1 a multiple of m, so a
+   step removes up to m - 1 channels more than asked: see :func:`select_channels`) and never
+   touching the ``ignored`` layers; then ``after_removal(model, step)`` (e.g. re-estimate the
+   BatchNorm statistics, which described the larger network);
+3. record the smaller network as it is ("pruned"), and, with ``finetune``, a copy after
+   ``finetune(copy, step)`` ("finetuned"): the papers report both. The loop continues from the
+   pruned network, so the fine-tuned copies are snapshots, not the trunk.
 
-Each step is checkpointed (state dict plus channel layout, with the run identity it belongs to);
-a run interrupted anywhere resumes after its last finished step and reaches the same result. A
-checkpoint of another run identity is moved aside, never overwritten silently. The history
-records, per step, what was removed, the parameters and MACs left, the channels left per group,
-and the metrics.
+After the last step (``steps`` done, or ``target_fraction`` of the filters gone),
+``final_finetune(model)`` trains the trunk and a "final" row is recorded. ``step_fraction=0``
+removes nothing: a no-pruning control that trains exactly like a pruning run.
 
-Under torch.distributed (``torchrun``) every rank runs the loop: scoring and fine-tuning are
-data-parallel over shards of the same global batches, the score sums and counts are summed over
-ranks before ranking (so every rank removes the same channels), and rank 0 writes checkpoints.
+The loop knows nothing of faces, file paths or global random state: the data, the loss and the
+optimiser come in as arguments or callables, randomness drawn by a criterion comes from
+per-step generators derived from ``seed`` (so a resumed run draws what an uninterrupted one
+does), and parameters and MACs are counted on ``example_inputs`` as given. ``score_pass``
+replaces the default scoring pass (forward, backward, optimiser step per mini-batch) when a
+caller trains its own way (the face pipeline: data-parallel, on-the-fly augmentation).
 
-Any torchvision-style CNN can be pruned: pass ``ignored=[its classifier]`` (a FaceNet's is
-ignored without it) and no ``checkpoint_dir`` (checkpoints are FaceNet files).
+With ``checkpoint_dir`` each step is saved (state dict plus channel layout, with the run
+identity it belongs to: :class:`~facepruning.checkpoint.RunCheckpoint`); a run interrupted
+anywhere resumes after its last finished step and reaches the same result, for any network.
+
+Under torch.distributed (``torchrun``) every rank runs the loop: the score sums and counts are
+summed over ranks before ranking (so every rank removes the same channels), and rank 0 writes
+checkpoints.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
+import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from .. import artifacts, distributed
+from .. import channels, distributed
+from ..checkpoint import RunCheckpoint
 from ..errors import PruningError
-from ..models import FaceNet, count_macs, count_parameters
-from ..parameters import PruneParameters
+from ..models import apply_pruned_state, count_macs, count_parameters, pruned_state
 from ..progress import progress_bar
-from ..training import epoch_batches, epoch_generator, recalibrate_batchnorm, train_epoch
+from ..training import epoch_generator
+from .importance import Importance, importance_of
 from .scoring import ImportanceAccumulator
-from .surgery import ChannelGroup, load_model, prunable_groups, remove_channels, save_model
+from .surgery import ChannelGroup, prunable_groups, remove_channels
 
-__all__ = ["PruningResult", "select_channels", "prune_iteratively"]
+__all__ = ["PruningResult", "select_channels", "prune_iteratively", "channels_per_step"]
 
 STAGES = ("original", "pruned", "finetuned", "final")
+
+#: the random stream of a step's criterion draws (epoch_generator's ``stream``)
+_SCORE_STREAM = 2
 
 
 @dataclass
@@ -71,9 +79,7 @@ class PruningResult:
 
 def _floor(size: int, min_channels: int, multiple: int) -> int:
     """The fewest channels a group of ``size`` may keep (``size``: it cannot shrink)."""
-    if size < multiple:
-        return size
-    return min(size, max(math.ceil(max(min_channels, 1) / multiple) * multiple, multiple))
+    return int(channels.floor(size, min_channels, multiple))
 
 
 def _removable(size: int, min_channels: int, multiple: int) -> int:
@@ -107,8 +113,7 @@ def select_channels(
     if count > removable:
         raise PruningError(
             f"cannot remove {count} channels: only {removable} can go while every layer keeps "
-            f"{min_channels} (and a multiple of {channel_multiple}); ask for fewer filters per "
-            "step or fewer steps"
+            f"{min_channels} (and a multiple of {channel_multiple}); ask for fewer channels"
         )
     plan = _global_lowest(scores, names, count, cap)
     if channel_multiple > 1:
@@ -138,10 +143,8 @@ def _round_to_multiples(scores, plan, count, multiple, cap) -> dict[str, list[in
     """Round each group's share of ``plan`` to a multiple of ``multiple`` (see select_channels)."""
     down, up = {}, {}
     for name, idx in plan.items():
-        size, k = len(scores[name]), len(idx)
-        offset = size % multiple  # removals that land on a multiple: offset + j * multiple
-        down[name] = 0 if k < offset or k == 0 else k - (k - offset) % multiple
-        up[name] = min(down[name] + (offset if down[name] == 0 and offset else multiple), cap[name])
+        lower, upper = channels.rounded_share(len(scores[name]), len(idx), multiple, cap[name])
+        down[name], up[name] = int(lower), int(upper)
     total = sum(down.values())
     # the largest left-over share first; ties in group order (sorted() is stable)
     ordered = [n for n in scores if n in plan]
@@ -162,119 +165,63 @@ def _filters(groups: list[ChannelGroup]) -> int:
     return sum(g.size * g.filters_per_channel for g in groups)
 
 
-def _channels_per_step(config: PruneParameters, channels0: int) -> int:
-    if config.criterion == "none":  # the no-pruning control: train on, remove nothing
+def channels_per_step(step_fraction: float, channels: int) -> int:
+    """Channels one step removes: ``step_fraction`` >= 1 is a count, a share (< 1) of
+    ``channels`` otherwise (at least one), 0 none (the no-pruning control)."""
+    if step_fraction < 0 or not math.isfinite(step_fraction):
+        raise PruningError(f"step_fraction={step_fraction!r}: give a count, a share or 0")
+    if step_fraction == 0:
         return 0
-    if config.filters_per_step >= 1:
-        return int(config.filters_per_step)
-    return max(1, round(config.filters_per_step * channels0))
+    if step_fraction >= 1:
+        return int(step_fraction)
+    return max(1, round(step_fraction * channels))
 
 
-def _check_feasible(config: PruneParameters, groups: list[ChannelGroup], per_step: int) -> None:
-    m = config.channel_multiple
-    removable = sum(_removable(g.size, config.min_channels, m) for g in groups)
-    removable_filters = sum(
-        _removable(g.size, config.min_channels, m) * g.filters_per_channel for g in groups
-    )
-    if config.target_fraction is not None:
-        most = removable_filters / max(_filters(groups), 1)
-        if config.target_fraction > most:
+@dataclass
+class _Selection:
+    """How much one step removes and what every group keeps."""
+
+    per_step: int
+    steps: int
+    target_fraction: float | None
+    min_channels: int
+    channel_multiple: int
+
+    def check(self, groups: list[ChannelGroup]) -> None:
+        m = self.channel_multiple
+        removable = sum(_removable(g.size, self.min_channels, m) for g in groups)
+        if self.target_fraction is not None:
+            removable_filters = sum(
+                _removable(g.size, self.min_channels, m) * g.filters_per_channel for g in groups
+            )
+            most = removable_filters / max(_filters(groups), 1)
+            if self.target_fraction > most:
+                raise PruningError(
+                    f"target_fraction {self.target_fraction:.3f} is impossible: at most "
+                    f"{most:.3f} of the prunable filters can go while every layer keeps "
+                    f"{self.min_channels} channels (and a multiple of {m}); lower target_fraction"
+                )
+        elif self.per_step * self.steps > removable:
+            fits = removable // self.per_step
+            advice = (
+                f"lower steps to {fits}" if fits >= 1 else "lower step_fraction"
+            ) + f", lower channel_multiple ({m}) or min_channels, or set target_fraction"
             raise PruningError(
-                f"target_fraction {config.target_fraction:.3f} is impossible: at most "
-                f"{most:.3f} of the prunable filters can go while every layer keeps "
-                f"{config.min_channels}"
+                f"{self.steps} steps of {self.per_step} channels ask for "
+                f"{self.per_step * self.steps}, but only {removable} channels can be removed: "
+                + advice
             )
-    elif per_step * config.max_steps > removable:
-        raise PruningError(
-            f"{config.max_steps} steps of {per_step} channels ask for "
-            f"{per_step * config.max_steps}, but only {removable} channels can be removed: "
-            f"lower max_steps to {removable // per_step} or filters_per_step, or set "
-            "target_fraction"
+
+    def plan(self, scores, groups: list[ChannelGroup]) -> dict[str, list[int]]:
+        # Rounding to multiples may have taken more than per_step before: never ask for more
+        # than can still go (the feasibility check counted whole steps of per_step).
+        left = sum(_removable(g.size, self.min_channels, self.channel_multiple) for g in groups)
+        return select_channels(
+            scores,
+            count=min(self.per_step, left),
+            min_channels=self.min_channels,
+            channel_multiple=self.channel_multiple,
         )
-
-
-def _sgd(model: nn.Module, lr: float, config: PruneParameters) -> torch.optim.Optimizer:
-    # A fresh optimiser each time: channel removal replaces the parameter tensors.
-    return torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-
-
-def _batches(train_set: Dataset, config: PruneParameters, *, key: int):
-    return epoch_batches(
-        train_set,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        epoch=key * 1000,
-        num_workers=config.num_workers,
-    )
-
-
-def _finetune(model, train_set, transform, config: PruneParameters, *, epochs: int, key: int):
-    optimizer = _sgd(model, config.finetune_lr, config)
-    batches = _batches(train_set, config, key=key)
-    per_epoch = math.ceil(len(train_set) / config.batch_size)
-    rank = distributed.info().rank
-    with distributed.data_parallel(model) as net:
-        for epoch in range(epochs):
-            torch.manual_seed(config.seed * 7919 + key * 1000 + epoch + rank * 104_729)
-            train_epoch(
-                net,
-                itertools.islice(batches, per_epoch),
-                optimizer,
-                transform,
-                generator=epoch_generator(config.seed, key * 1000 + epoch, 1),
-                channels_last=config.channels_last,
-            )
-
-
-def _score_and_remove(model, groups, *, step, steps: _Steps):
-    train_set, transform, config = steps.train_set, steps.transform, steps.config
-    optimizer = _sgd(model, config.lr, config) if config.train_during_scoring else None
-    batches = _batches(train_set, config, key=step)
-    torch.manual_seed(config.seed * 7919 + step + distributed.info().rank * 104_729)
-    accumulator = ImportanceAccumulator(
-        model, groups, criterion=config.criterion, generator=epoch_generator(config.seed, step, 2)
-    )
-    with accumulator, distributed.data_parallel(model) as net:
-        train_epoch(
-            net,
-            itertools.islice(batches, config.score_batches),
-            optimizer,
-            transform,
-            generator=epoch_generator(config.seed, step, 1),
-            channels_last=config.channels_last,
-            after_backward=accumulator.after_backward,
-            before_backward=accumulator.set_grad_scale,
-        )
-    distributed.all_reduce_importance(accumulator)  # every rank ranks the same totals
-    scores = accumulator.scores(normalize=config.normalize_scores)
-    m = config.channel_multiple
-    # Rounding to multiples may have taken more than per_step before: never ask for more than
-    # can still go (the feasibility check counted whole steps of per_step).
-    left = sum(_removable(g.size, config.min_channels, m) for g in groups)
-    plan = select_channels(
-        scores,
-        count=min(steps.per_step, left),
-        min_channels=config.min_channels,
-        channel_multiple=m,
-    )
-    if plan:
-        remove_channels(model, plan, example_input=steps.example, ignored=steps.ignored(model))
-        if config.channels_last:  # new parameter tensors come back contiguous
-            model.to(memory_format=torch.channels_last)
-    if config.bn_recalibration_batches:
-        with distributed.data_parallel(model) as net:
-            recalibrate_batchnorm(
-                net,
-                itertools.islice(
-                    _batches(train_set, config, key=step), config.bn_recalibration_batches
-                ),
-                transform,
-                generator=epoch_generator(config.seed, step, 3),
-                channels_last=config.channels_last,
-            )
-    return plan
 
 
 def _layer_row(step: int, groups: list[ChannelGroup]) -> dict[str, Any]:
@@ -285,10 +232,10 @@ def _layer_row(step: int, groups: list[ChannelGroup]) -> dict[str, Any]:
 class _Recorder:
     """Turns a network at some stage of the loop into one history row."""
 
-    evaluate: Callable[[nn.Module], Mapping[str, Any]]
+    evaluate: Callable[[nn.Module], Mapping[str, Any]] | None
     channels0: int
     filters0: int
-    image_size: int
+    example: torch.Tensor
 
     def row(self, stage: str, step: int, net: nn.Module, groups: list[ChannelGroup]) -> dict:
         filters = _filters(groups)
@@ -300,62 +247,65 @@ class _Recorder:
             "filters_removed": self.filters0 - filters,
             "filters_removed_pct": 100.0 * (self.filters0 - filters) / self.filters0,
             "params": count_parameters(net),
-            "macs": count_macs(net, image_size=self.image_size),
-            **self.evaluate(net),
+            "macs": count_macs(net, self.example),
+            **(self.evaluate(net) if self.evaluate is not None else {}),
         }
 
 
+ScorePass = Callable[[nn.Module, ImportanceAccumulator, int], None]
+
+
+def default_score_pass(
+    batches: Iterable | Callable[[int], Iterable],
+    *,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
+) -> ScorePass:
+    """The scoring pass of a step: for every mini-batch of ``batches`` (an iterable, or a
+    function of the step giving one), ``loss_fn(model, batch).backward()`` (default: cross-entropy
+    of ``model(x)`` against ``y`` for ``batch = (x, y)``), the criterion reads it, and with
+    ``optimizer`` (a factory, e.g. ``lambda p: torch.optim.SGD(p, lr=1e-3)``: removal replaces
+    the parameters, so each step builds a new one) the weights take a step. Without an optimiser
+    the network is scored in eval mode, so its BatchNorm statistics stay as they are.
+
+    It runs in one process: under ``torchrun`` each rank scores its own ``batches`` and the
+    loop sums the scores over ranks, but the weights are not kept in step (no DDP wrapper);
+    for data-parallel training pass a ``score_pass`` of your own, as the face pipeline does."""
+    loss_of = loss_fn or (lambda model, batch: F.cross_entropy(model(batch[0]), batch[1]))
+
+    def score_pass(model: nn.Module, accumulator: ImportanceAccumulator, step: int) -> None:
+        was_training = model.training
+        model.train(optimizer is not None)
+        opt = optimizer(model.parameters()) if optimizer is not None else None
+        try:
+            for batch in batches(step) if callable(batches) else batches:
+                model.zero_grad(set_to_none=True)
+                loss_of(model, batch).backward()
+                accumulator.after_backward()
+                if opt is not None:
+                    opt.step()
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
+
+    return score_pass
+
+
 @dataclass
-class _Checkpoint:
-    """``last.pt`` of a run: the network after the last finished step, its history and layers,
-    and the run identity it belongs to (a :func:`~facepruning.pruning.surgery.save_model`
-    file)."""
-
-    path: Path | None
-    run_identity: dict[str, Any]
-
-    @property
-    def fingerprint(self) -> str:
-        return artifacts.fingerprint(self.run_identity)
-
-    def resume(self, device: torch.device) -> tuple[PruningResult, int] | None:
-        """The saved result and the next step, or None (no checkpoint, or another run's, which
-        is moved aside with a message naming what changed)."""
-        if self.path is None or not self.path.exists():
-            return None
-        saved, meta = load_model(self.path)
-        distributed.barrier()  # every rank has read the file before rank 0 may move it
-        if not artifacts.belongs_to_run(
-            self.path, meta, self.run_identity, set_aside=distributed.is_main()
-        ):
-            return None
-        saved.to(device)
-        return PruningResult(saved, list(meta["history"]), list(meta["layers"])), meta["step"] + 1
-
-    def save(self, result: PruningResult, step: int) -> None:
-        if self.path is not None and distributed.is_main():
-            meta = {
-                "fingerprint": self.fingerprint,
-                "run_identity": self.run_identity,
-                "step": step,
-                "history": result.history,
-                "layers": result.layers,
-            }
-            save_model(self.path, result.model, meta=meta)
-        distributed.barrier()
-
-
-@dataclass
-class _Steps:
+class _Loop:
     """What every step of one run needs besides the network."""
 
-    train_set: Dataset
-    transform: Callable
-    config: PruneParameters
-    per_step: int
+    importance: Importance
+    normalize: bool
+    selection: _Selection
+    score_pass: ScorePass | None
+    after_removal: Callable[[nn.Module, int], None] | None
+    finetune: Callable[[nn.Module, int], None] | None
+    final_finetune: Callable[[nn.Module], None] | None
     example: torch.Tensor
     recorder: _Recorder
-    checkpoint: _Checkpoint
+    checkpoint: RunCheckpoint
+    seed: int
     ignored_names: list[str] | None = None
 
     def ignored(self, model: nn.Module) -> list[nn.Module] | None:
@@ -365,42 +315,70 @@ class _Steps:
         return [model.get_submodule(n) for n in self.ignored_names]
 
     def target_reached(self, groups: list[ChannelGroup]) -> bool:
-        target = self.config.target_fraction
+        target = self.selection.target_fraction
         removed = 1 - _filters(groups) / self.recorder.filters0
         return target is not None and removed >= target - 1e-9
 
+    def scores(self, model: nn.Module, groups: list[ChannelGroup], step: int) -> dict:
+        accumulator = ImportanceAccumulator(
+            model,
+            groups,
+            importance=self.importance,
+            generator=epoch_generator(self.seed, step, _SCORE_STREAM),
+        )
+        with accumulator:
+            if self.score_pass is not None:
+                self.score_pass(model, accumulator, step)
+        distributed.all_reduce_importance(accumulator)  # every rank ranks the same totals
+        if self.importance.needs_data and accumulator.count == 0:
+            raise PruningError(
+                f"{self.importance!r} needs data, but step {step} scored no mini-batch: pass "
+                "score_batches (or a score_pass that runs some)"
+            )
+        return accumulator.scores(normalize=self.normalize)
+
     def one(self, result: PruningResult, groups: list[ChannelGroup], step: int) -> list:
         """Score, remove, record "pruned" (and "finetuned"), checkpoint; return the groups."""
-        model, config = result.model, self.config
-        plan = _score_and_remove(model, groups, step=step, steps=self)
+        model = result.model
+        plan = self.selection.plan(self.scores(model, groups, step), groups)
+        if plan:
+            remove_channels(model, plan, example_input=self.example, ignored=self.ignored(model))
+        if self.after_removal is not None:
+            self.after_removal(model, step)
         groups = [dataclasses.replace(g, size=g.size - len(plan.get(g.name, ()))) for g in groups]
         result.history.append(self.recorder.row("pruned", step, model, groups))
-        if config.finetune_epochs:
+        if self.finetune is not None:
             tuned = copy.deepcopy(model)
-            _finetune(
-                tuned,
-                self.train_set,
-                self.transform,
-                config,
-                epochs=config.finetune_epochs,
-                key=step,
-            )
+            self.finetune(tuned, step)
             result.history.append(self.recorder.row("finetuned", step, tuned, groups))
             del tuned
         result.layers.append(_layer_row(step, groups))
-        self.checkpoint.save(result, step)
+        self.save(result, step)
         return groups
 
     def finish(self, result: PruningResult, groups: list[ChannelGroup]) -> None:
         """The optional final fine-tuning of the trunk, its "final" row and checkpoint."""
         last_step = result.layers[-1]["step"]
-        epochs = self.config.final_finetune_epochs
-        if epochs:
-            _finetune(
-                result.model, self.train_set, self.transform, self.config, epochs=epochs, key=10_000
-            )
+        if self.final_finetune is not None:
+            self.final_finetune(result.model)
         result.history.append(self.recorder.row("final", last_step, result.model, groups))
-        self.checkpoint.save(result, last_step)
+        self.save(result, last_step)
+
+    def save(self, result: PruningResult, step: int) -> None:
+        if self.checkpoint.path is None:
+            return
+        state = {"step": step, "history": result.history, "layers": result.layers}
+        self.checkpoint.save({**pruned_state(result.model), **state})
+
+    def resume(self, model: nn.Module) -> tuple[PruningResult, int] | None:
+        """The saved result (``model`` reshaped to it, in place) and the next step, or None."""
+        state = self.checkpoint.load()
+        if state is None:
+            return None
+        apply_pruned_state(model, state, source=str(self.checkpoint.path))
+        return PruningResult(model, list(state["history"]), list(state["layers"])), state[
+            "step"
+        ] + 1
 
 
 def _names_of(model: nn.Module, modules: Sequence[nn.Module] | None) -> list[str] | None:
@@ -413,10 +391,26 @@ def _names_of(model: nn.Module, modules: Sequence[nn.Module] | None) -> list[str
     return [names[m] for m in modules]
 
 
-def _run_steps(result: PruningResult, steps: _Steps, *, start: int, progress: bool) -> None:
-    config = steps.config
+def _loop_identity(run_identity, model, importance, *settings) -> dict[str, Any]:
+    """The checkpoint's identity: the caller's ``run_identity`` plus every loop setting and a
+    digest of the starting weights, so a checkpoint of other settings is never resumed."""
+    names = ("steps", "step_fraction", "target_fraction", "normalize", "min_channels")
+    names += ("channel_multiple", "ignored", "seed")
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode() + str(tuple(tensor.shape)).encode())
+        digest.update(
+            tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    loop = {"importance": repr(importance), **dict(zip(names, settings, strict=True))}
+    loop["initial_state"] = digest.hexdigest()[:16]
+    return {**dict(run_identity or {}), "loop": loop}
+
+
+def _run_steps(result: PruningResult, loop: _Loop, *, start: int, progress: bool) -> None:
+    steps = loop.selection.steps
     bar = progress_bar(
-        total=config.max_steps,
+        total=steps,
         initial=start - 1,
         desc="pruning steps",
         disable=not (progress and distributed.is_main()),
@@ -424,81 +418,133 @@ def _run_steps(result: PruningResult, steps: _Steps, *, start: int, progress: bo
     # Group membership never changes (every group keeps a channel); only sizes shrink. Tracing
     # the network once here and updating sizes from each plan saves a trace per step.
     groups = prunable_groups(
-        result.model, example_input=steps.example, ignored=steps.ignored(result.model)
+        result.model, example_input=loop.example, ignored=loop.ignored(result.model)
     )
-    for step in range(start, config.max_steps + 1):
-        if steps.target_reached(groups):
+    for step in range(start, steps + 1):
+        if loop.target_reached(groups):
             break
-        groups = steps.one(result, groups, step)
+        groups = loop.one(result, groups, step)
         bar.update(1)
         bar.set_postfix(filters_removed=f"{result.history[-1]['filters_removed_pct']:.1f}%")
     bar.close()
-    steps.finish(result, groups)
+    loop.finish(result, groups)
 
 
 def prune_iteratively(
     model: nn.Module,
+    example_inputs: torch.Tensor,
     *,
-    train_set: Dataset,
-    train_transform: Callable,
-    evaluate: Callable[[nn.Module], Mapping[str, Any]],
-    example_input: torch.Tensor,
-    config: PruneParameters,
+    importance: str | Importance = "taylor_activation",
+    steps: int,
+    step_fraction: float = 0.05,
+    target_fraction: float | None = None,
+    score_batches: Iterable | Callable[[int], Iterable] | None = None,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
+    score_pass: ScorePass | None = None,
+    after_removal: Callable[[nn.Module, int], None] | None = None,
+    finetune: Callable[[nn.Module, int], None] | None = None,
+    final_finetune: Callable[[nn.Module], None] | None = None,
+    evaluate: Callable[[nn.Module], Mapping[str, Any]] | None = None,
+    normalize: bool = True,
+    min_channels: int = 1,
+    channel_multiple: int = 1,
+    ignored: Sequence[nn.Module] | None = None,
     checkpoint_dir: str | Path | None = None,
     run_identity: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    ignored: Sequence[nn.Module] | None = None,
+    seed: int = 0,
+    progress: bool = False,
 ) -> PruningResult:
-    """Prune ``model`` step by step; see the module docstring for what a step does.
+    """Prune ``model`` (in place) step by step; the module docstring says what a step does.
 
-    ``evaluate(model)`` returns the metrics to record (a flat dict; the model is in eval mode).
-    ``example_input`` is one batch of the input size (for tracing the dependency graph and
-    counting MACs). Returns the final (pruned, optionally fine-tuned) network and the history.
+    ``example_inputs``: one batch as the network takes it (for tracing and counting MACs).
+    ``importance``: a registered name or an :class:`Importance`. ``steps``: most steps.
+    ``step_fraction``: channels per step, a share (< 1) of the initial prunable channels or a
+    count (>= 1); 0 removes nothing. ``target_fraction``: stop once this share of the prunable
+    filters is gone. ``score_batches`` / ``loss_fn`` / ``optimizer``: the scoring pass of
+    :func:`default_score_pass`; or ``score_pass(model, accumulator, step)`` for your own.
+    ``after_removal(model, step)``, ``finetune(copy, step)``, ``final_finetune(model)``: your
+    training, called as the module docstring says. ``evaluate(model)``: the metrics to record
+    (a flat dict; the model is in eval mode). ``ignored``: the layers that must keep their outputs
+    (a classifier; a FaceNet's is ignored without it). ``checkpoint_dir``, ``run_identity``: resume
+    (:class:`~facepruning.checkpoint.RunCheckpoint`). ``seed``: the criterion's random draws.
 
-    With ``checkpoint_dir``, every step is saved to ``last.pt`` there with ``run_identity`` (a
-    JSON-able dict of everything that determines the result: parameters, data, baseline) and
-    its :func:`~facepruning.artifacts.fingerprint`; a later call with the same identity resumes
-    after the last finished step. A checkpoint of another identity is moved aside to
-    ``last.<its fingerprint>.pt``, with one line naming the parameters that changed, and the
-    run starts over. Checkpoints are :func:`save_model` files, so they need a FaceNet.
+    Returns the :class:`PruningResult`: the network, one history row per stage and step, and the
+    widths of every group per step. Example (torchvision's ResNet18, 3 steps of 10%)::
 
-    ``ignored``: for a network other than a :class:`~facepruning.models.FaceNet`, the layers
-    that must keep their outputs (its classifier), as in
-    :func:`~facepruning.pruning.surgery.prunable_groups`.
+        result = facepruning.prune_iteratively(
+            net, torch.randn(1, 3, 64, 64), importance="taylor_activation", steps=3,
+            step_fraction=0.1, score_batches=batches, ignored=[net.fc],
+            optimizer=lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9))
     """
-    if checkpoint_dir and not isinstance(model, FaceNet):
-        raise PruningError(
-            f"checkpoint_dir needs a FaceNet (checkpoints are save_model files), not a "
-            f"{type(model).__name__}: pass checkpoint_dir=None to prune another network"
+    imp = importance_of(importance)
+    if score_pass is None and (score_batches is not None or not imp.needs_data):
+        score_pass = (
+            default_score_pass(score_batches, loss_fn=loss_fn, optimizer=optimizer)
+            if score_batches is not None
+            else None
         )
+    if score_pass is None and imp.needs_data:
+        raise PruningError(
+            f"{imp!r} scores channels on data: pass score_batches (mini-batches) or score_pass"
+        )
+    if steps < 1:
+        raise PruningError(f"steps={steps!r}: run at least one step")
     device = next(model.parameters()).device
-    example = example_input[:1].detach().to(device)
+    example = example_inputs[:1].detach().to(device)
     ignored_names = _names_of(model, ignored)
     groups0 = prunable_groups(model, example_input=example, ignored=ignored)
-    recorder = _Recorder(
-        evaluate, sum(g.size for g in groups0), _filters(groups0), int(example.shape[-1])
+    if not groups0:
+        raise PruningError(
+            f"{type(model).__name__} has no prunable channel group (every convolution's output "
+            "is ignored or feeds an ignored layer): pass fewer layers in ignored"
+        )
+    recorder = _Recorder(evaluate, sum(g.size for g in groups0), _filters(groups0), example)
+    selection = _Selection(
+        channels_per_step(step_fraction, recorder.channels0),
+        steps,
+        target_fraction,
+        min_channels,
+        channel_multiple,
     )
-    per_step = _channels_per_step(config, recorder.channels0)
-    _check_feasible(config, groups0, per_step)
-    identity = artifacts.jsonable(run_identity or {})
-    checkpoint = _Checkpoint(Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None, identity)
-    result, start = checkpoint.resume(device) or (PruningResult(model=model), 1)
+    selection.check(groups0)
+    loop = _Loop(
+        imp,
+        normalize,
+        selection,
+        score_pass,
+        after_removal,
+        finetune,
+        final_finetune,
+        example,
+        recorder,
+        RunCheckpoint.in_folder(
+            checkpoint_dir,
+            _loop_identity(
+                run_identity,
+                model,
+                imp,
+                steps,
+                step_fraction,
+                target_fraction,
+                normalize,
+                min_channels,
+                channel_multiple,
+                ignored_names,
+                seed,
+            )  # fmt: skip
+            if checkpoint_dir
+            else None,
+            remedy="the pruning run",
+        ),
+        seed,
+        ignored_names,
+    )
+    result, start = loop.resume(model) or (PruningResult(model=model), 1)
     if not result.history:
         result.history.append(recorder.row("original", 0, model, groups0))
         result.layers.append(_layer_row(0, groups0))
-    if config.channels_last:
-        result.model.to(memory_format=torch.channels_last)
     if not any(row["stage"] == "final" for row in result.history):
-        steps = _Steps(
-            train_set,
-            train_transform,
-            config,
-            per_step,
-            example,
-            recorder,
-            checkpoint,
-            ignored_names,
-        )
-        _run_steps(result, steps, start=start, progress=progress)
+        _run_steps(result, loop, start=start, progress=progress)
     result.model = result.model.eval()
     return result

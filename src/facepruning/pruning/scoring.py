@@ -1,36 +1,11 @@
-"""Filter importance: the criteria that decide which channels the pruning loop removes.
+"""Scoring: the engine that runs a criterion over mini-batches, and the check of its premise.
 
-Scores are kept per :class:`~facepruning.pruning.surgery.ChannelGroup` (channels that must be
-removed together) as one value per channel; the lower, the less the loss is expected to change
-when the channel goes.
-
-``taylor_activation`` (default)
-    Molchanov et al., "Pruning Convolutional Neural Networks for Resource Efficient Inference",
-    ICLR 2017, the criterion of MATLAB's ``taylorPrunableNetwork`` that the papers used. Removing
-    channel ``c`` sets its feature map ``a`` to zero; to first order the loss changes by
-    ``dL = -sum_{h,w} a * dL/da``. Per image the score is ``|mean_{h,w} a * dL/da|``, averaged
-    over the images of all mini-batches of one pruning step. ``a`` is read where the channel's
-    output leaves its producer (after the BatchNorm that follows the conv), because that is what
-    removal zeroes.
-``taylor_weight``
-    Molchanov et al., "Importance Estimation for Neural Network Pruning", CVPR 2019: per channel,
-    ``(sum_s w_s * dL/dw_s)^2`` over every parameter ``s`` that the channel owns (its conv
-    filters and BatchNorm scale and shift), averaged over mini-batches.
-``l1_norm``
-    Li et al., ICLR 2017: the sum of absolute filter weights. Data-free baseline.
-``random``
-    Uniform random scores in [0, 1) for every prunable channel: the baseline any criterion must
-    beat. They are never normalised per group (``normalize`` is ignored): dividing by a group's
-    L2 norm, about ``sqrt(width / 3)``, would make the channels of wide layers look weaker and
-    removal would no longer be uniform over channels.
-
-``none``
-    No criterion: the no-pruning control. Its loop trains, recalibrates and fine-tunes exactly as
-    a pruning run does, and removes nothing, so "pruned vs original" can be read against
-    "equally trained vs original". All its scores are 0.
-
-How well the first-order estimate predicts what removal does is checked on one group and one
-mini-batch by :func:`taylor_prediction_check` (notebook 03's worked example).
+:class:`ImportanceAccumulator` attaches to a model for the mini-batches of one pruning step: it
+hooks the score points of every channel group when the criterion reads activations, asks the
+criterion (an :class:`~facepruning.pruning.importance.Importance`) for each mini-batch's
+contribution after the backward pass, and returns the per-group averages, optionally after
+Molchanov's layer-wise L2 normalisation (:func:`normalize_per_group`). Criteria that need no data
+(L1 norm, random) are asked once.
 
 A group with several producers (a residual stream written by several blocks, MobileNetV2's
 expansion conv tied to its depthwise conv) gets the sum of its members' scores: removing one of
@@ -39,8 +14,10 @@ its channels removes all of them at once, and first-order effects add.
 Scores come from hooks on the model itself (no copy of the network). The activation hook keeps a
 copy of the feature map (not a view: torchvision's Bottleneck adds its identity in place into
 ``bn3``'s output, ``out += identity``, and an in-place ReLU would overwrite it too, so a view read
-at backward time holds the modified values) only until its gradient arrives in the same backward
-pass, so memory does not grow with the number of mini-batches.
+at backward time holds the modified values) until the mini-batch's backward pass is over.
+
+How well the first-order estimate predicts what removal does is checked on one group and one
+mini-batch by :func:`taylor_prediction_check` (notebook 03's worked example).
 """
 
 from __future__ import annotations
@@ -54,11 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PruningError
-from ..parameters import CRITERIA
+from .importance import Captured, Importance, importance_of
 from .surgery import ChannelGroup, zero_channels
 
 __all__ = [
-    "CRITERIA",
     "ImportanceAccumulator",
     "normalize_per_group",
     "TaylorCheck",
@@ -67,19 +43,24 @@ __all__ = [
 
 
 class ImportanceAccumulator:
-    """Accumulate per-channel importance for each group over the mini-batches of one step.
+    """Accumulate one criterion's per-channel scores for each group over the mini-batches of a
+    step.
 
     Use as a context manager around the mini-batches (it registers and removes the hooks), call
     :meth:`after_backward` after each ``loss.backward()`` and before the optimiser step, then read
     :meth:`scores`::
 
-        with ImportanceAccumulator(model, groups, criterion="taylor_activation") as acc:
+        with ImportanceAccumulator(model, groups, importance="taylor_activation") as acc:
             for x, y in batches:
                 loss = F.cross_entropy(model(x), y)
                 loss.backward()
                 acc.after_backward()
                 optimizer.step(); optimizer.zero_grad()
-        scores = acc.scores()
+        scores = acc.scores(normalize=True)
+
+    ``importance``: a registered name (:data:`~facepruning.pruning.importance.IMPORTANCES`) or an
+    :class:`~facepruning.pruning.importance.Importance` instance. ``generator``: the random source
+    of criteria that draw (``random``).
     """
 
     def __init__(
@@ -87,18 +68,17 @@ class ImportanceAccumulator:
         model: nn.Module,
         groups: Sequence[ChannelGroup],
         *,
-        criterion: str = "taylor_activation",
+        importance: str | Importance = "taylor_activation",
         generator: torch.Generator | None = None,
     ):
-        if criterion not in CRITERIA:
-            raise PruningError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
         self.model = model
         self.groups = list(groups)
-        self.criterion = criterion
+        self.importance = importance_of(importance)
         self.generator = generator
         self._modules = dict(model.named_modules())
         self._sums = {g.name: torch.zeros(g.size, dtype=torch.float64) for g in self.groups}
-        self._count = 0  # images (activation criterion) or mini-batches (the others)
+        self._captured: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._count = 0  # images (per-image criteria) or mini-batches (the others)
         self._batch_size = 0
         self._handles: list = []
         # Turns the gradient of the loss into per-image loss gradients. None: the loss is a mean
@@ -108,7 +88,9 @@ class ImportanceAccumulator:
 
     # -- hooks -------------------------------------------------------------------------------
     def __enter__(self) -> ImportanceAccumulator:
-        if self.criterion == "taylor_activation":
+        if self.importance.needs_data:  # every criterion that scores data learns the batch size
+            self._handles.append(self.model.register_forward_pre_hook(self._batch_hook))
+        if self.importance.needs_activations:
             for group in self.groups:
                 for name in group.score_points:
                     module = self._modules[name]
@@ -119,10 +101,14 @@ class ImportanceAccumulator:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._captured.clear()
+
+    def _batch_hook(self, module, inputs) -> None:
+        first = next((x for x in inputs if isinstance(x, torch.Tensor)), None)
+        if first is not None and first.dim() > 0:
+            self._batch_size = first.shape[0]
 
     def _forward_hook(self, group: ChannelGroup):
-        sums = self._sums
-
         def hook(module, inputs, output):
             if not (torch.is_grad_enabled() and output.requires_grad):
                 return
@@ -133,11 +119,7 @@ class ImportanceAccumulator:
             self._batch_size = output.shape[0]
 
             def on_grad(grad):
-                # The loss is a mean over the batch: scale back to per-image loss gradients so
-                # that scores do not depend on the batch size.
-                scale = grad.shape[0] if self.grad_scale is None else self.grad_scale
-                contrib = (activation * grad).mean(dim=(2, 3)) * scale
-                sums[group.name] += contrib.abs().sum(dim=0).double().cpu()
+                self._captured.setdefault(group.name, []).append((activation, grad.detach()))
 
             output.register_hook(on_grad)
 
@@ -145,24 +127,25 @@ class ImportanceAccumulator:
 
     def after_backward(self) -> None:
         """Read what this mini-batch contributes; call after backward, before the step."""
-        if self.criterion == "taylor_activation":
-            self._count += self._batch_size
-        elif self.criterion == "taylor_weight":
-            for group in self.groups:
-                self._sums[group.name] += self._weight_taylor(group)
+        importance = self.importance
+        if not importance.needs_data:
             self._count += 1
-        else:
-            self._count += 1
-
-    def _weight_taylor(self, group: ChannelGroup) -> torch.Tensor:
-        total = torch.zeros(group.size, dtype=torch.float64)  # float64: terms cancel in the sum
-        for name in dict.fromkeys((*group.convs, *group.score_points)):  # conv, then its BN
-            module = self._modules[name]
-            for param in (module.weight, getattr(module, "bias", None)):
-                if param is None or param.grad is None:
-                    continue
-                total += (param.detach() * param.grad).reshape(group.size, -1).sum(1).double().cpu()
-        return total.pow(2)
+            return
+        batch = self._batch_size
+        scale = float(batch) if self.grad_scale is None else float(self.grad_scale)
+        for group in self.groups:
+            captured = Captured(
+                self._modules,
+                activations=self._captured.pop(group.name, []),
+                grad_scale=scale,
+                batch_size=batch,
+                generator=self.generator,
+            )
+            if importance.needs_activations and not captured.activations:
+                continue  # no gradient reached this group in this mini-batch
+            self._sums[group.name] += importance(group, captured)
+        self._captured.clear()
+        self._count += batch if importance.per_image else 1
 
     # -- results -----------------------------------------------------------------------------
     @property
@@ -191,35 +174,26 @@ class ImportanceAccumulator:
         self.grad_scale = scale
 
     def scores(self, *, normalize: bool = False) -> dict[str, torch.Tensor]:
-        """Per-group channel scores (float64); ``normalize`` divides each group by its L2 norm.
-
-        ``random`` scores are uniform draws over all prunable channels and are returned as drawn
-        whatever ``normalize`` says: normalising them would favour removing wide layers.
-        """
-        if self.criterion == "none":
-            return {g.name: torch.zeros(g.size, dtype=torch.float64) for g in self.groups}
-        if self.criterion == "random":
-            return {
-                g.name: torch.rand(g.size, generator=self.generator, dtype=torch.float64)
-                for g in self.groups
-            }
-        if self.criterion == "l1_norm":
-            scores = {g.name: self._l1(g) for g in self.groups}
+        """Per-group channel scores (float64); ``normalize`` divides each group by its L2 norm,
+        for criteria that allow it (``random`` draws are returned as drawn)."""
+        importance = self.importance
+        if not importance.needs_data:
+            captured = Captured(self._modules, generator=self.generator)
+            scores = {g.name: importance(g, captured).double() for g in self.groups}
         else:
             if self._count == 0:
                 raise PruningError(
-                    f"no mini-batch was scored for {self.criterion}: run forward/backward and "
+                    f"no mini-batch was scored for {importance!r}: run forward/backward and "
                     "after_backward() inside the accumulator before asking for scores"
                 )
             scores = {name: s / self._count for name, s in self._sums.items()}
-        return normalize_per_group(scores) if normalize else scores
-
-    def _l1(self, group: ChannelGroup) -> torch.Tensor:
-        total = torch.zeros(group.size, dtype=torch.float64)
-        for name in group.convs:
-            weight = self._modules[name].weight.detach()
-            total += weight.abs().reshape(group.size, -1).sum(1).double().cpu()
-        return total
+        for g in self.groups:
+            if scores[g.name].shape != (g.size,):
+                raise PruningError(
+                    f"{importance!r} returned {tuple(scores[g.name].shape)} scores for group "
+                    f"{g.name} of {g.size} channels: return one score per channel"
+                )
+        return normalize_per_group(scores) if normalize and importance.normalizable else scores
 
 
 def normalize_per_group(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -263,7 +237,7 @@ def taylor_prediction_check(
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
-    criterion: str = "taylor_activation",
+    importance: str | Importance = "taylor_activation",
     channels: int = 48,
     seed: int = 0,
 ) -> TaylorCheck:
@@ -277,9 +251,9 @@ def taylor_prediction_check(
     change measured when the channel reads as zero at every score point (:func:`zero_channels`).
     Each measured channel costs one forward pass: that is what ``channels`` bounds.
 
-    The same backward pass gives ``criterion``'s scores of every channel of the group on this one
+    The same backward pass gives ``importance``'s scores of every channel of the group on this one
     mini-batch, what one step of the pruning loop accumulates per mini-batch (``random`` draws
-    them with ``seed``; the no-pruning control ``none`` scores every channel 0).
+    them with ``seed``).
 
     The weights are left as they were and the training mode is restored; the gradients are
     cleared.
@@ -302,7 +276,9 @@ def taylor_prediction_check(
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     try:
-        with ImportanceAccumulator(model, [group], criterion=criterion, generator=generator) as acc:
+        with ImportanceAccumulator(
+            model, [group], importance=importance, generator=generator
+        ) as acc:
             handles = [modules[name].register_forward_hook(keep) for name in group.score_points]
             try:
                 model.zero_grad(set_to_none=True)

@@ -27,9 +27,8 @@ too: name the layers whose outputs must stay as they are, e.g.
 FaceNet the classifier is ignored without being named.
 
 ``zero_channels`` gives the "masked original": the unpruned network with the same channels
-forced to zero, which computes exactly what the physically pruned one does. ``save_model`` and
-``load_model`` store a pruned network as tensors plus its channel layout, readable with
-``torch.load(weights_only=True)``.
+forced to zero, which computes exactly what the physically pruned one does. Saving and loading a
+pruned network (tensors plus its channel layout) is :mod:`facepruning.models.io`'s job.
 
 After ``remove_channels`` parameters are new tensors: rebuild any optimizer.
 """
@@ -37,29 +36,22 @@ After ``remove_channels`` parameters are new tensors: rebuild any optimizer.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
-from ..artifacts import load_torch, save_torch
-from ..errors import ModelError, ParameterError, PruningError
-from ..models import FaceNet, build_model
+from ..errors import ModelError, PruningError
 
 __all__ = [
     "ChannelGroup",
     "prunable_groups",
     "remove_channels",
     "zero_channels",
-    "channel_layout",
-    "save_model",
-    "load_model",
 ]
 
 _DEFAULT_INPUT_SIZE = 64
@@ -155,8 +147,10 @@ def _groups(
                 bns.append(module)
             else:
                 raise PruningError(
-                    f"unexpected {type(module).__name__} {names[module]} among the producers of "
-                    f"the group of {names[root]}: surgery supports Conv2d and BatchNorm2d only"
+                    f"layer {names[module]} ({type(module).__name__}) shares its output channels "
+                    f"with {names[root]}, and only Conv2d and BatchNorm2d layers can be narrowed "
+                    f"here: pass ignored=[model.get_submodule({names[module]!r})] (and the "
+                    "layers it feeds) to keep that part of the network as it is"
                 )
             n = dg.get_out_channels(module)
             if (
@@ -308,131 +302,3 @@ def zero_channels(
     finally:
         for h in handles:
             h.remove()
-
-
-def channel_layout(model: nn.Module) -> dict[str, dict[str, int]]:
-    """Channel widths of every Conv2d, BatchNorm2d and Linear: ``{name: {"type", "in", "out",
-    "groups"}}`` (plain types, as stored by :func:`save_model`)."""
-    layout: dict[str, dict[str, Any]] = {}
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            layout[name] = {
-                "type": "conv",
-                "in": m.in_channels,
-                "out": m.out_channels,
-                "groups": m.groups,
-            }
-        elif isinstance(m, nn.BatchNorm2d):
-            layout[name] = {"type": "bn", "in": m.num_features, "out": m.num_features, "groups": 1}
-        elif isinstance(m, nn.Linear):
-            layout[name] = {
-                "type": "linear",
-                "in": m.in_features,
-                "out": m.out_features,
-                "groups": 1,
-            }
-    return layout
-
-
-_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
-
-
-def _check_plain(value: Any, where: str) -> None:
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if not isinstance(k, (str, int)):
-                raise ParameterError(f"{where}: key {k!r} must be a str or int")
-            _check_plain(v, f"{where}[{k!r}]")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_plain(v, f"{where}[{i}]")
-    elif not isinstance(value, _PLAIN):
-        raise ParameterError(
-            f"{where} is a {type(value).__name__}: keep meta to str, int, float, bool, None, "
-            f"tensors, lists and dicts so the file loads with weights_only=True"
-        )
-
-
-def save_model(path: str | os.PathLike, model: FaceNet, *, meta: Mapping[str, Any]) -> None:
-    """Save a (pruned) :class:`FaceNet` atomically as tensors and plain types.
-
-    The file holds ``{"arch", "num_classes", "config", "state_dict", "layout", "meta"}``;
-    ``config`` is the builder's keyword arguments and ``layout`` is :func:`channel_layout`.
-    """
-    if not isinstance(model, FaceNet):
-        raise ModelError(f"save_model needs a FaceNet, not {type(model).__name__}")
-    _check_plain(dict(meta), "meta")
-    _check_plain(model.config, "model.config")
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    save_torch(
-        path,
-        {
-            "arch": model.arch,
-            "num_classes": model.num_classes,
-            "config": dict(model.config),
-            "state_dict": state,
-            "layout": channel_layout(model),
-            "meta": dict(meta),
-        },
-    )
-
-
-def _reshape(module: nn.Module, spec: Mapping[str, Any], name: str) -> None:
-    cin, cout, groups = int(spec["in"]), int(spec["out"]), int(spec.get("groups", 1))
-    if isinstance(module, nn.Conv2d):
-        if cin % groups or cout % groups:
-            raise ModelError(f"{name}: {cin} -> {cout} channels do not split into {groups} groups")
-        module.in_channels, module.out_channels, module.groups = cin, cout, groups
-        shape = (cout, cin // groups, *module.kernel_size)
-        module.weight = nn.Parameter(torch.empty(shape, dtype=module.weight.dtype))
-        if module.bias is not None:
-            module.bias = nn.Parameter(torch.empty(cout, dtype=module.bias.dtype))
-    elif isinstance(module, nn.BatchNorm2d):
-        module.num_features = cout
-        if module.affine:
-            module.weight = nn.Parameter(torch.empty(cout))
-            module.bias = nn.Parameter(torch.empty(cout))
-        if module.track_running_stats:
-            module.running_mean = torch.zeros(cout)
-            module.running_var = torch.ones(cout)
-    elif isinstance(module, nn.Linear):
-        module.in_features, module.out_features = cin, cout
-        module.weight = nn.Parameter(torch.empty(cout, cin, dtype=module.weight.dtype))
-        if module.bias is not None:
-            module.bias = nn.Parameter(torch.empty(cout, dtype=module.bias.dtype))
-    else:
-        raise ModelError(f"{name} is a {type(module).__name__}, the layout says {spec['type']}")
-
-
-def load_model(path: str | os.PathLike) -> tuple[FaceNet, dict[str, Any]]:
-    """Load a :func:`save_model` file: ``(model in eval mode, meta)``.
-
-    Builds the unpruned architecture, reshapes its layers to the saved layout (a depthwise conv
-    stays depthwise) and loads the state dict strictly. The file is read with
-    ``torch.load(weights_only=True)``, so loading never runs code from it. A truncated or corrupt
-    file raises :class:`~facepruning.errors.ArtifactError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {str(path)!r} not found: write it with save_model()")
-    # A truncated or corrupt file raises ArtifactError from load_torch, naming the file and fix.
-    ckpt = load_torch(
-        path,
-        remedy="the stage that writes it (dvc repro, or python -m facepruning train / prune)",
-    )
-    if not isinstance(ckpt, Mapping):
-        raise ModelError(f"{path} is not a save_model() file: it holds a {type(ckpt).__name__}")
-    missing = {"arch", "num_classes", "state_dict", "layout"} - set(ckpt)
-    if missing:
-        raise ModelError(f"{path} is not a save_model() file: it lacks {sorted(missing)}")
-    model = build_model(ckpt["arch"], num_classes=ckpt["num_classes"], **ckpt.get("config", {}))
-    modules = dict(model.named_modules())
-    for name, spec in ckpt["layout"].items():
-        if name not in modules:
-            raise ModelError(f"{path}: layer {name} does not exist in {ckpt['arch']}")
-        _reshape(modules[name], spec, name)
-    try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as e:
-        raise ModelError(f"{path}: the state dict does not fit the saved layout: {e}") from e
-    return model.eval(), dict(ckpt.get("meta", {}))

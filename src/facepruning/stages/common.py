@@ -3,7 +3,9 @@ evaluation of a network on it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import artifacts
 from ..data import BatchTransform, FaceDataset, PreparedData, load_prepared
 from ..training import evaluate_face_model
 from ..verification import eer_threshold
 
-__all__ = ["threshold_of", "StageData", "training_data", "evaluate", "data_identity", "checkpoints"]
+__all__ = [
+    "threshold_of",
+    "StageData",
+    "training_data",
+    "evaluate",
+    "data_identity",
+    "claimed",
+]
 
 
 @dataclass
@@ -72,10 +82,6 @@ def data_identity(info: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k not in ("data_root", "parameters")}
 
 
-def checkpoints(folder: str) -> Path | None:
-    return Path(folder) if folder else None
-
-
 def threshold_of(metrics: Mapping[str, Any]) -> float | None:
     """The 1-image EER threshold from ``evaluate(..., with_pair_scores=True)``'s pair scores."""
     pairs = metrics.get("pair_scores", {}).get("t1")
@@ -95,3 +101,11 @@ def evaluate(model: nn.Module, inputs: StageData, *, with_pair_scores: bool = Fa
         pairs=data.pairs,
         with_pair_scores=with_pair_scores,
     )
+
+
+def claimed(paths: Iterable[str]) -> contextlib.AbstractContextManager:
+    """One writer per output: the stage's outputs locked for the run (see
+    :func:`~facepruning.artifacts.claim_outputs`); under torchrun rank 0 holds the locks."""
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return artifacts.claim_outputs(paths)

@@ -11,18 +11,17 @@ import torch
 from torch import nn
 
 from .. import artifacts, distributed, parameters
-from ..models import build_model, count_macs, count_parameters
+from ..models import build_model, count_macs, count_parameters, save_model
 from ..parameters import TrainParameters
-from ..pruning import save_model
 from ..training import train_identification
-from .common import StageData, checkpoints, data_identity, evaluate, threshold_of, training_data
+from .common import StageData, claimed, data_identity, evaluate, threshold_of, training_data
 
-__all__ = ["TrainRun", "run", "training_data"]
+__all__ = ["TrainStageRun", "run", "training_data"]
 
 
 @dataclass
-class TrainRun:
-    """What :func:`train_stage` did: the trained network and what the notebook shows."""
+class TrainStageRun:
+    """What the train stage did: the trained network and what the notebook shows."""
 
     model: nn.Module
     history: pd.DataFrame
@@ -35,13 +34,18 @@ class TrainRun:
     train_seconds: float = 0.0
 
 
-def run(params: TrainParameters | None = None, /, **given: Any) -> TrainRun:
+def run(params: TrainParameters | None = None, /, **given: Any) -> TrainStageRun:
     """Train one architecture on the prepared data; write model, metrics and history.
 
     Parameters: :class:`~facepruning.parameters.TrainParameters`, as a dataclass or by name
-    (unknown names and wrong types raise ParameterError). Returns a :class:`TrainRun`.
+    (unknown names and wrong types raise ParameterError). Returns a :class:`TrainStageRun`.
     """
     p = parameters.resolve("train", params, given)
+    with claimed([p.model_path, p.metrics_path, p.history_path]):
+        return _run(p)
+
+
+def _run(p: TrainParameters) -> TrainStageRun:
     here = distributed.init_from_env()
     inputs = training_data(
         p.data_dir,
@@ -53,10 +57,13 @@ def run(params: TrainParameters | None = None, /, **given: Any) -> TrainRun:
     torch.manual_seed(p.seed)  # the initial weights (the same on every rank)
     model = build_model(p.arch, num_classes=inputs.data.num_classes, weights=p.weights)
     model.to(distributed.default_device())
+    # everything the result depends on: parameters, data (description and content), code
     identity = {
         **parameters.run_identity(p),
         "data": data_identity(inputs.data.info),
+        "data_files": artifacts.files_fingerprint([p.data_dir], root=p.data_dir),
         "transform": [inputs.pixel_mean, inputs.pixel_std],
+        "code": artifacts.code_fingerprint(),
     }
     history = pd.DataFrame(
         train_identification(
@@ -66,7 +73,7 @@ def run(params: TrainParameters | None = None, /, **given: Any) -> TrainRun:
             train_transform=inputs.train_transform,
             eval_transform=inputs.eval_transform,
             config=p,
-            checkpoint_dir=checkpoints(p.checkpoint_dir),
+            checkpoint_dir=p.checkpoint_dir or None,
             run_identity=identity,
         )
     )
@@ -82,7 +89,9 @@ def run(params: TrainParameters | None = None, /, **given: Any) -> TrainRun:
         "pixel_std": inputs.pixel_std,
         "random_crop": p.random_crop,
         "hflip": p.hflip,
-        "run_fingerprint": artifacts.fingerprint(identity),
+        # without the code's hash: the model's bytes must not change with an unrelated edit
+        "run_fingerprint": artifacts.fingerprint({**identity, "code": None}),
+        "data_fingerprint": identity["data_files"],  # pruning checks it against its data
     }
     metrics: dict[str, Any] = {}
     summary: dict[str, Any] = {}
@@ -104,6 +113,6 @@ def run(params: TrainParameters | None = None, /, **given: Any) -> TrainRun:
         artifacts.write_json(p.metrics_path, summary)
         artifacts.write_csv(p.history_path, history, index=False)
     distributed.barrier()
-    return TrainRun(
+    return TrainStageRun(
         model, history, metrics, summary, inputs, p, meta, meta["run_fingerprint"], seconds
     )

@@ -1,0 +1,452 @@
+"""Verdicts on the papers' claims C1-C7 (docs/PAPERS.md): holds, refuted or inconclusive.
+
+- :data:`CLAIMS`, :data:`VERDICTS`; :func:`verdict`: whether a 95% interval clears a claim's
+  threshold;
+- :func:`judge_claims`: every claim, one line per network or run and a combined line, from the
+  runs' identity-bootstrap replicates (paired differences on the same resamples);
+- :func:`claims_table`, :func:`numbers_of`, :func:`decided_by`: the closing table of notebook 04
+  and which network a combined verdict rests on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import statistics as st
+from ..errors import DataError
+from ..models import build_model, count_parameters
+from .intervals import _check_same_pairs, _ci, _metric_values, finite_or_none, fmt_interval
+from .runs import (
+    CONTROL_CRITERION,
+    ORIGINAL,
+    PruneRun,
+    RunScores,
+    check_scores,
+    control_runs,
+    main_runs,
+)
+from .selection import squeezenet_param_split
+from .width import width_null_position
+
+__all__ = [
+    "CLAIMS",
+    "VERDICTS",
+    "verdict",
+    "judge_claims",
+    "claims_table",
+    "numbers_of",
+    "decided_by",
+]
+
+#: The claims of docs/PAPERS.md that :func:`judge_claims` judges.
+CLAIMS = {
+    "C1": "pruning 10-15% of SqueezeNet's filters slightly improves results",
+    "C2": "with 5-image templates SqueezeNet holds its performance up to 30-40% removed",
+    "C3": "with 1-image templates SqueezeNet degrades past about 15% of filters removed",
+    "C4": "fine-tuning recovers part of the loss",
+    "C5": "SqueezeNet loses 24% of its parameters (SqueezerFaceNet) at no appreciable loss",
+    "C6": "across the networks a large share of filters can go with minimal loss",
+    "C7": "the filters of the layers with the most output channels tend to be removed first",
+}
+#: What :func:`verdict` can say of a claim.
+VERDICTS = ("holds", "refuted", "inconclusive")
+
+
+def verdict(estimate: float, low: float, high: float, *, threshold: float, direction: str) -> str:
+    """``"holds"`` when the interval lies entirely on the claim's side of ``threshold`` (strictly
+    below it for ``direction="below"``, strictly above for ``"above"``), ``"refuted"`` when it
+    lies entirely on the other side, ``"inconclusive"`` when it touches or straddles it (or is
+    NaN). ``estimate`` is not used: only the interval decides."""
+    if direction not in ("below", "above"):
+        raise DataError(f"direction must be 'below' or 'above', not {direction!r}")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    below, above = high < threshold, low > threshold
+    if direction == "below":
+        return "holds" if below else "refuted" if above else "inconclusive"
+    return "holds" if above else "refuted" if below else "inconclusive"
+
+
+@dataclass
+class _Judge:
+    """What every claim needs: the runs, their scores, the resamples and the tolerance."""
+
+    runs: Mapping[str, PruneRun]
+    scores: Mapping[str, RunScores]
+    counts: np.ndarray
+    tolerance: float
+    level: float = 0.95
+
+    def values(self, key: str, row: tuple[int, str], metric: str) -> tuple[float, np.ndarray]:
+        rs = self.scores[key]
+        return _metric_values(rs, rs.row(*row), metric, self.counts)
+
+    def diff(self, a: tuple[str, tuple[int, str]], b: tuple[str, tuple[int, str]], metric: str):
+        _check_same_pairs(self.scores[a[0]], self.scores[b[0]], metric.partition("/")[0])
+        (ea, ra), (eb, rb) = self.values(*a, metric), self.values(*b, metric)
+        return st.paired_difference(ra, rb, estimate=ea - eb, level=self.level)
+
+
+def _entry(
+    cid: str, metric: str, iv: st.Interval, threshold: float, direction: str, detail: str
+) -> dict:
+    """One verdict line; ``cid`` like ``"C6/resnet50"`` takes its claim text from ``C6``."""
+    return {
+        "id": cid,
+        "claim": CLAIMS[cid.split("/")[0]],
+        "metric": metric,
+        "estimate": iv.estimate,
+        "low": iv.low,
+        "high": iv.high,
+        "threshold": threshold,
+        "verdict": verdict(iv.estimate, iv.low, iv.high, threshold=threshold, direction=direction),
+        "detail": detail,
+    }
+
+
+def _unjudged(cid: str, metric: str, threshold: float, reason: str) -> dict:
+    nan = st.Interval(float("nan"), float("nan"), float("nan"))
+    return _entry(cid, metric, nan, threshold, "below", reason)
+
+
+def _combine(cid: str, entries: Sequence[dict], threshold: float, what: str) -> dict:
+    """All-networks verdict: holds if it holds for every entry, refuted if refuted for any,
+    else inconclusive. The numbers shown are those of an entry that decides it (one whose own
+    verdict is the overall one; of those, the largest upper end), so that the estimate and
+    interval beside the verdict agree with it."""
+    if not entries:
+        return _unjudged(cid, "", threshold, f"no run to judge ({what})")
+    verdicts = [e["verdict"] for e in entries]
+    overall = (
+        "refuted"
+        if "refuted" in verdicts
+        else "holds"
+        if all(v == "holds" for v in verdicts)
+        else "inconclusive"
+    )
+    deciding = [e for e in entries if e["verdict"] == overall] or list(entries)
+    worst = max(deciding, key=lambda e: e["high"] if math.isfinite(e["high"]) else math.inf)
+    names = ", ".join(f"{e['id']}: {e['verdict']}" for e in entries)
+    return {
+        **worst,
+        "id": cid,
+        "claim": CLAIMS[cid],
+        "verdict": overall,
+        "detail": f"{what}; numbers of {worst['id']}; {names}",
+        "shown": worst["id"],  # the sub-line whose numbers these are (numbers_of)
+    }
+
+
+def _closest_row(history: pd.DataFrame, pct: float, stage: str = "pruned") -> pd.Series | None:
+    rows = history[history["stage"] == stage]
+    if rows.empty:
+        return None
+    return rows.loc[(rows["filters_removed_pct"] - pct).abs().idxmin()]
+
+
+def _claim_at_share(
+    j: _Judge, cid: str, key: str | None, pct: float, metric: str, threshold: float, direction: str
+) -> dict:
+    """C1-C3: ``metric`` at the pruned row closest to ``pct``% removed minus the original."""
+    if key is None or key not in j.scores:
+        return _unjudged(cid, metric, threshold, "no SqueezeNet main run with scores")
+    row = _closest_row(j.runs[key].history, pct)
+    if row is None:
+        return _unjudged(cid, metric, threshold, f"{key} has no pruned row")
+    at = (int(row["step"]), "pruned")
+    iv = j.diff((key, at), (key, ORIGINAL), metric)
+    detail = (
+        f"{key} step {at[0]} ({row['filters_removed_pct']:.1f}% filters removed, target "
+        f"{pct:g}%) minus original"
+    )
+    return _entry(cid, f"{metric} change", iv, threshold, direction, detail)
+
+
+def _claim_c1_control(j: _Judge, key: str | None, control: str | None) -> list[dict]:
+    """C1 against the equally trained control at the same step (pruned vs nothing removed)."""
+    metric = "t1/eer"
+    if key is None or control is None or key not in j.scores or control not in j.scores:
+        return []
+    row = _closest_row(j.runs[key].history, 12.5)
+    if row is None:
+        return []
+    step = int(row["step"])
+    rows = j.scores[control].rows
+    stages = rows.loc[rows["step"] == step, "stage"].tolist()
+    if not stages:
+        return [_unjudged("C1/control", metric, 0.0, f"{control} has no row at step {step}")]
+    stage = "pruned" if "pruned" in stages else stages[0]
+    iv = j.diff((key, (step, "pruned")), (control, (step, stage)), metric)
+    detail = f"{key} step {step} minus control {control} step {step} ({stage}), equally trained"
+    return [_entry("C1/control", f"{metric} change", iv, 0.0, "below", detail)]
+
+
+def _claim_c4(j: _Judge, main: Mapping[str, str], metric: str = "t1/eer") -> dict:
+    """C4: per network, mean over steps of EER(pruned) - EER(finetuned) > 0; then combined."""
+    entries = []
+    for arch, key in main.items():
+        if key not in j.scores:
+            continue
+        rows = j.scores[key].rows
+        steps = sorted(
+            set(rows.loc[rows.stage == "pruned", "step"])
+            & set(rows.loc[rows.stage == "finetuned", "step"])
+        )
+        if not steps:
+            entries.append(_unjudged(f"C4/{arch}", metric, 0.0, f"{key}: no fine-tuned step"))
+            continue
+        est, reps = 0.0, 0.0
+        for s in steps:
+            (ep, rp), (ef, rf) = (
+                j.values(key, (s, "pruned"), metric),
+                j.values(key, (s, "finetuned"), metric),
+            )
+            est, reps = est + (ep - ef) / len(steps), reps + (rp - rf) / len(steps)
+        low, high = st.percentile_interval(reps, j.level)
+        detail = f"{key}: mean over {len(steps)} steps of pruned minus fine-tuned"
+        entries.append(
+            _entry(f"C4/{arch}", metric, st.Interval(est, low, high), 0.0, "above", detail)
+        )
+    return [*entries, _combine("C4", entries, 0.0, "every network's fine-tuning must recover")]
+
+
+def _paper_way_params(run: PruneRun) -> tuple[pd.Series, str]:
+    """Each history row's parameter count as paper 1 counts it (a 1000-way classifier on the
+    pruned inputs, :func:`squeezenet_param_split`) when the run is a standard SqueezeNet with a
+    layer table; otherwise the count of our own network. Returns the counts and how counted."""
+    if run.layers is not None:
+        paper_net = build_model("squeezenet", num_classes=1000)
+        full = count_parameters(paper_net, include_classifier=False)
+        try:
+            split = squeezenet_param_split(run.history, run.layers, full_backbone_params=full)
+        except DataError:
+            pass
+        else:
+            return split["params_paper_classes"], "counted as paper 1 counts (1000-way classifier)"
+    return run.history["params"], "counted on our network"
+
+
+def _claim_c5(
+    j: _Judge,
+    key: str | None,
+    metric: str = "t1/eer",
+    reduction: float = 0.24,
+    stage: str = "finetuned",
+) -> dict:
+    """C5, one comparison fixed in advance: the first ``stage`` row whose parameter cut, counted
+    as the paper counts (:func:`_paper_way_params`), reaches the paper's ``reduction`` (1.24M ->
+    0.94M), minus the original; holds when the interval stays below +tolerance. Scanning every
+    row for one that passes would pass by chance far more often than the level says."""
+    tol = j.tolerance
+    if key is None or key not in j.scores:
+        return _unjudged("C5", metric, tol, "no SqueezeNet main run with scores")
+    run = j.runs[key]
+    params, counted = _paper_way_params(run)
+    cut = 1 - params / params[run.history["stage"] == "original"].iloc[0]
+    rows = run.history["stage"] == stage
+    if not rows.any():
+        return _unjudged("C5", metric, tol, f"{key} has no {stage!r} rows")
+    reaching = cut[rows & (cut >= reduction)]
+    at_row = reaching.idxmin() if len(reaching) else cut[rows].idxmax()
+    at = (int(run.history.loc[at_row, "step"]), stage)
+    iv = j.diff((key, at), (key, ORIGINAL), metric)
+    detail = (
+        f"{key} step {at[0]} ({stage}): {100 * cut[at_row]:.1f}% fewer parameters, {counted} "
+        f"(claim: {100 * reduction:.0f}%), minus original"
+        + ("" if len(reaching) else "; no step reaches the claim's cut: the largest one shown")
+    )
+    return _entry("C5", f"{metric} change", iv, tol, "below", detail)
+
+
+def _claim_c6(j: _Judge, main: Mapping[str, str], metric: str = "t1/eer", share: float = 50.0):
+    """C6: at each network's final row (>= ``share``% removed), EER change below +tolerance."""
+    entries = []
+    for arch, key in main.items():
+        if key not in j.scores:
+            continue
+        hist = j.runs[key].history
+        final = hist[hist.stage == "final"]
+        row = (final if len(final) else hist).iloc[-1]
+        at, pct = (int(row["step"]), str(row["stage"])), float(row["filters_removed_pct"])
+        iv = j.diff((key, at), (key, ORIGINAL), metric)
+        entry = _entry(
+            f"C6/{arch}",
+            f"{metric} change",
+            iv,
+            j.tolerance,
+            "below",
+            f"{key} step {at[0]} ({at[1]}, {pct:.1f}% filters removed) minus original",
+        )
+        if pct < share:
+            entry["verdict"] = "inconclusive"
+            entry["detail"] += f"; fewer than {share:g}% removed: not a large share"
+        entries.append(entry)
+    return [*entries, _combine("C6", entries, j.tolerance, "must hold for every network")]
+
+
+def _claim_c7(
+    j: _Judge, main: Mapping[str, str], *, min_channels: int, n_null: int, seed: int
+) -> list[dict]:
+    """C7 for every run with a layer table (controls left out), then combined over main runs."""
+    entries = {}
+    for key, run in j.runs.items():
+        if run.criterion == CONTROL_CRITERION or run.layers is None:
+            continue
+        # normalised scores are judged against random scores normalised the same way: the
+        # normalisation alone makes wide layers lose more (docs/PAPERS.md, C7)
+        normalised = run.scores_normalised
+        pos = width_null_position(
+            run.layers,
+            min_channels=int(run.summary.get("min_channels", min_channels)),
+            channel_multiple=int(run.summary.get("channel_multiple", 1)),
+            normalised=normalised,
+            per_step=run.summary.get("channels_per_step"),
+            n=n_null,
+            seed=seed,
+        )
+        metric = f"spearman rho (width, share removed) vs the {pos['null']} null [2.5%, 97.5%]"
+        iv = st.Interval(pos["rho"], pos["rho"], pos["rho"])
+        entry = _entry(f"C7/{key}", metric, iv, pos["high"], "above", "")
+        entry["verdict"] = (
+            "holds"
+            if pos["rho"] > pos["high"]
+            else "refuted"
+            if pos["rho"] < pos["low"]
+            else "inconclusive"
+        )  # NaN rho (nothing removed) compares False both ways: inconclusive
+        entry.update(low=pos["low"], high=pos["high"], null=pos["null"])
+        for name in ("uniform", "normalised"):
+            entry[f"null_{name}"] = [pos[name]["low"], pos[name]["high"]]
+        entry["detail"] = (
+            f"{run.criterion}: rho {pos['rho']:.3f}; {pos['null']} null median "
+            f"{pos['median']:.3f}, two-sided p {pos['p']:.4f}; uniform null "
+            f"[{pos['uniform']['low']:.3f}, {pos['uniform']['high']:.3f}], normalised null "
+            f"[{pos['normalised']['low']:.3f}, {pos['normalised']['high']:.3f}]; "
+            f"{pos['removed']} channels removed"
+        )
+        entries[key] = entry
+    mains = [entries[k] for k in main.values() if k in entries]
+    return [*entries.values(), _combine("C7", mains, float("nan"), "over the main runs")]
+
+
+def judge_claims(
+    runs: Mapping[str, PruneRun],
+    scores: Mapping[str, RunScores],
+    *,
+    tolerance: float,
+    counts: np.ndarray,
+    controls: Mapping[str, str] | None = None,
+    main: Mapping[str, str] | None = None,
+    squeezenet: str = "squeezenet",
+    min_channels: int = 1,
+    n_null: int = 10000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> list[dict]:
+    """Verdicts on the claims C1-C7 of docs/PAPERS.md, one dict per line: ``id``, ``claim``,
+    ``metric``, ``estimate``, ``low``, ``high`` (the ``level`` identity-bootstrap percentile
+    interval over ``counts``, paired: both sides of a difference on the same resamples),
+    ``threshold``, ``verdict`` (:func:`verdict`), ``detail``. Sub-lines (``C4/<arch>``,
+    ``C6/<arch>``, ``C7/<run>``, ``C1/control``) come before their combined line.
+
+    ``main`` defaults to :func:`main_runs`, ``controls`` to :func:`control_runs`; runs without
+    scores are left out (a claim whose run is missing is ``inconclusive``). ``tolerance`` is
+    the EER increase still counted as "no appreciable loss".
+    """
+    main = dict(main_runs(runs) if main is None else main)
+    controls = control_runs(runs) if controls is None else controls
+    for key, rs in scores.items():
+        if key in runs:
+            check_scores(runs[key], rs)
+    j = _Judge(runs, scores, counts, tolerance, level)
+    sq = main.get(squeezenet)
+    tol = tolerance
+    return [
+        _claim_at_share(j, "C1", sq, 12.5, "t1/eer", 0.0, "below"),
+        *_claim_c1_control(j, sq, controls.get(squeezenet)),
+        _claim_at_share(j, "C2", sq, 35.0, "t5/eer", tol, "below"),
+        # "degrades" is any rise the interval can show, as "improves" (C1) is any fall
+        _claim_at_share(j, "C3", sq, 30.0, "t1/eer", 0.0, "above"),
+        *_claim_c4(j, main),
+        _claim_c5(j, sq),
+        *_claim_c6(j, main),
+        *_claim_c7(j, main, min_channels=min_channels, n_null=n_null, seed=seed),
+    ]
+
+
+def _claims_compact(claims: Sequence[Mapping]) -> dict:
+    """The combined line of every claim (ids without "/"): verdict, estimate, interval, metric."""
+    return {
+        c["id"]: {
+            "verdict": c["verdict"],
+            "estimate": finite_or_none(c["estimate"]),
+            "ci": _ci(c["low"], c["high"]),
+            "metric": c["metric"],
+            **{k: c[k] for k in ("null", "null_uniform", "null_normalised") if k in c},
+        }
+        for c in claims
+        if "/" not in c["id"]
+    }
+
+
+def claims_table(
+    claims: Mapping[str, Mapping], lines: Sequence[Mapping] | None = None
+) -> pd.DataFrame:
+    """The closing table of notebook 04 from ``summarize(...).compact["claims"]``: per claim
+    what the papers report, the verdict, "estimate [95% interval]" and what was measured; with
+    ``lines`` (:func:`judge_claims`) also "numbers of": the network or run whose numbers a
+    combined claim shows (:func:`numbers_of`; empty for a claim judged on one run)."""
+    deciding = numbers_of(lines) if lines is not None else {}
+    rows = [
+        {
+            "claim": cid,
+            "the papers report": CLAIMS.get(cid, cid),
+            "verdict": c["verdict"],
+            "ours: estimate [95% interval]": fmt_interval(
+                c["estimate"], *(c["ci"] or [None, None]), sign=True
+            ),
+            "measured as": c["metric"],
+            **({"numbers of": deciding.get(cid, "")} if lines is not None else {}),
+        }
+        for cid, c in claims.items()
+    ]
+    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
+
+
+def numbers_of(lines: Sequence[Mapping]) -> dict[str, str]:
+    """For every combined claim of ``lines`` (:func:`judge_claims`: ``C4``, ``C6``, ``C7``), what
+    the sub-line ``<claim>/<what>`` whose numbers it shows is about (a network for C4 and C6, a
+    run for C7), from its ``shown`` (:func:`_combine` shows the numbers of one entry whose
+    verdict is the overall one). Claims judged on one run (C1-C3, C5) are left out."""
+    out = {}
+    for line in lines:
+        cid, shown = line["id"], str(line.get("shown", ""))
+        if "/" not in cid and shown.startswith(f"{cid}/"):
+            out[cid] = shown.partition("/")[2]
+    return out
+
+
+def decided_by(lines: Sequence[Mapping], main: Mapping[str, str]) -> dict[str, str]:
+    """The combined claims of ``lines`` that one network decides alone: its sub-line (of those
+    combined, the ``main`` networks or runs) is the only one with the overall verdict, and the
+    combined line shows its numbers (:func:`numbers_of`); ``{claim: network or run}``. A claim
+    that every network holds, or that several refute, is left out."""
+    combined = {line["id"]: line for line in lines if "/" not in line["id"]}
+    members = set(main) | set(main.values())
+    out = {}
+    for cid, what in numbers_of(lines).items():
+        agree = [
+            sub
+            for sub in lines
+            if sub["id"].startswith(f"{cid}/")
+            and sub["id"].partition("/")[2] in members
+            and sub["verdict"] == combined[cid]["verdict"]
+        ]
+        if len(agree) == 1 and agree[0]["id"] == f"{cid}/{what}":
+            out[cid] = what
+    return out
