@@ -487,6 +487,11 @@ def test_numbers_of_and_decided_by_name_the_network_behind_a_combined_verdict():
         "C7": "squeezenet-taylor_activation",
     }
     compact = an.claims._claims_compact(lines)
+    assert {c: compact[c].get("numbers_of") for c in ("C1", "C4", "C7")} == {
+        "C1": None,
+        "C4": "resnet50",
+        "C7": "squeezenet-taylor_activation",
+    }  # what the README names beside a combined claim's numbers
     table = an.claims_table(compact, lines)
     assert table.loc["C6", "numbers of"] == "resnet50" and table.loc["C1", "numbers of"] == ""
     assert "numbers of" not in an.claims_table(compact).columns

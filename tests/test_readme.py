@@ -90,6 +90,7 @@ SYNTHETIC = {
             "null": "normalised",
             "null_uniform": [-0.2, 0.3],
             "null_normalised": [0.8, 0.95],
+            "numbers_of": "resnet50-taylor_activation",
         },  # fmt: skip
     },
 }
@@ -130,7 +131,8 @@ def test_render_synthetic_analysis():
     assert "-0.018 [-0.030, -0.005] (t1/eer change)" in claims[2]
     assert (
         "ρ +0.97 (random scores normalised per layer: [+0.80, +0.95], the verdict's null; "
-        "uniform random: [-0.20, +0.30])" in claims[3]
+        "uniform random: [-0.20, +0.30]); numbers of ResNet50, taylor_activation, one of the "
+        "networks with this verdict" in claims[3]
     )
 
 

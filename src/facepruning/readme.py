@@ -79,7 +79,7 @@ def _results(a: Mapping) -> str:
     lines = [
         "| network | parameters | filters removed | EER, 1-image: before → final [95% interval] "
         "| TAR at FAR = 1%, 1-image | EER, 5-image | descriptor size | 1-image EER minus the "
-        "equally trained control | pruned, 1-image EER within +"
+        "equally trained control | pruned, point estimate of the 1-image EER within +"
         f"{tol:g} up to |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -163,6 +163,10 @@ def _claims(a: Mapping) -> str:
             ours = f"ρ {_num(c['estimate'], '+.2f')} ({_nulls(c)})"
         else:
             ours = f"{_num(c['estimate'], '+.3f')}{_ci(c['ci'], '+.3f')} ({c['metric']})"
+        if c.get("numbers_of"):
+            arch, _, variant = c["numbers_of"].partition("-")
+            name = NETWORK_LABELS.get(arch, arch) + (f", {variant}" if variant else "")
+            ours += f"; numbers of {name}, one of the networks with this verdict"
         lines.append(f"| {cid} | {PAPERS.get(cid, cid)} | {ours} | {c['verdict']} |")
     return "\n".join(lines)
 

@@ -323,7 +323,7 @@ def _claim_c7(
         for name in ("uniform", "normalised"):
             entry[f"null_{name}"] = [pos[name]["low"], pos[name]["high"]]
         entry["detail"] = (
-            f"{run.criterion}: rho {pos['rho']:.3f}; {pos['null']} null median "
+            f"{run.label}: rho {pos['rho']:.3f}; {pos['null']} null median "
             f"{pos['median']:.3f}, two-sided p {pos['p']:.4f}; uniform null "
             f"[{pos['uniform']['low']:.3f}, {pos['uniform']['high']:.3f}], normalised null "
             f"[{pos['normalised']['low']:.3f}, {pos['normalised']['high']:.3f}]; "
@@ -388,6 +388,8 @@ def _claims_compact(claims: Sequence[Mapping]) -> dict:
             "ci": _ci(c["low"], c["high"]),
             "metric": c["metric"],
             **{k: c[k] for k in ("null", "null_uniform", "null_normalised") if k in c},
+            # a claim over several networks shows one's numbers: which (the sub-line's name)
+            **({"numbers_of": c["shown"].partition("/")[2]} if c.get("shown") else {}),
         }
         for c in claims
         if "/" not in c["id"]
