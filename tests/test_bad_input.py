@@ -19,7 +19,7 @@ from facepruning.artifacts import load_torch
 from facepruning.data import load_prepared
 from facepruning.errors import ArtifactError, DataError, ModelError, ParameterError, PruningError
 from facepruning.models import save_model
-from facepruning.parameters import PruneParameters, TrainParameters
+from facepruning.parameters import PrepareParameters, PruneParameters, TrainParameters
 from facepruning.prepare import scan_identity_folders
 from facepruning.prepare.cache import detect_channels
 from facepruning.prepare.protocols import parse_lfw_pairs, parse_loose_bbox_lines
@@ -38,6 +38,10 @@ from facepruning.pruning import select_channels
         (TrainParameters, {"num_workers": -1}, "num_workers=-1: must be at least 0"),
         (TrainParameters, {"lr_levels": [0.01, float("nan")]}, "give a finite number"),
         (PruneParameters, {"lr": float("inf")}, "lr=inf: give a finite number"),
+        (PrepareParameters, {"seed": -1}, "seed=-1: must be at least 0"),
+        (PrepareParameters, {"bbox_enlarge": -0.1}, "bbox_enlarge=-0.1: must be at least 0"),
+        (TrainParameters, {"seed": -3}, "seed=-3: must be at least 0"),
+        (TrainParameters, {"pixel_std": [1.0, 0.0, 1.0]}, r"pixel_std=\[1.0, 0.0, 1.0\]: give pos"),
     ],
 )
 def test_values_that_passed_the_checks_and_failed_later_are_named(cls, kwargs, message):
@@ -67,6 +71,21 @@ def test_channel_multiple_guarantees_multiples_for_any_m(m):
     for name, removed in plan.items():
         assert (sizes[name] - len(removed)) % m == 0, (name, m)
     assert "c" not in plan or m <= 5
+
+
+def test_a_multiple_that_does_not_divide_the_widths_is_said(caplog):
+    from torch import nn
+
+    from facepruning.pruning.loop import _Selection
+    from facepruning.pruning.surgery import prunable_groups
+
+    net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 24, 3), nn.ReLU())
+    groups = prunable_groups(net, example_input=torch.zeros(1, 3, 8, 8), ignored=[net[2]])
+    for m, said in ((8, False), (7, True)):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="facepruning"):
+            _Selection(1, 1, None, 1, m).check(groups)
+        assert (f"channel_multiple={m} does not divide the width of 1 of 1" in caplog.text) is said
 
 
 def test_params_file_repeated_keys_wrong_shapes_and_encodings(tmp_path):
@@ -186,20 +205,45 @@ def test_what_is_not_a_model_is_named(tmp_path):
     pt_named_onnx.write_bytes((tmp_path / "m.pt").read_bytes())
     with pytest.raises(ModelError, match="not an ONNX model"):
         facepruning.load_embedder(pt_named_onnx)
+    with pytest.raises(ArtifactError, match=r"notes.pt is text, not a file this package saves"):
+        facepruning.export_onnx(text, tmp_path / "out.onnx")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(bytes(range(1, 9)) * 8)
+    with pytest.raises(ArtifactError, match=r"junk.pt is truncated or corrupt"):
+        facepruning.load_model(junk)
+    with pytest.raises(ModelError, match=r"is a folder: give the model file"):
+        facepruning.load_embedder(tmp_path)
 
 
-def test_bad_onnx_metadata_is_named(tmp_path):
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("image_size", '"abc"', r"unusable image_size in its metadata \('abc'; expected a whole"),
+        ("resize", '"abc"', r"unusable resize in its metadata \('abc'"),
+        ("resize", "-5", r"unusable resize .*at least image_size"),
+        ("eer_threshold", '"abc"', r"unusable eer_threshold .*a finite number"),
+        ("pixel_std", "[0, 1, 1]", r"unusable pixel_std .*positive numbers"),
+    ],
+)
+def test_bad_model_metadata_is_named(tmp_path, key, value, said):
+    """In an ONNX file's metadata, or in a .pt's meta (load_embedder and export both)."""
     import onnx
 
     save_model(tmp_path / "m.pt", prepared("squeezenet", pruned=False), meta=META)
     facepruning.export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
     proto = onnx.load(tmp_path / "m.onnx")
     for prop in proto.metadata_props:
-        if prop.key == "image_size":
-            prop.value = '"abc"'
+        if prop.key == key:
+            prop.value = value
     onnx.save(proto, tmp_path / "bad.onnx")
-    with pytest.raises(ModelError, match=r"no usable image_size in its metadata \('abc'\)"):
+    with pytest.raises(ModelError, match=r"bad\.onnx has an " + said):
         facepruning.load_embedder(tmp_path / "bad.onnx")
+    bad_meta = {**META, "eer_threshold": 0.5, key: json.loads(value)}
+    save_model(tmp_path / "bad.pt", prepared("squeezenet", pruned=False), meta=bad_meta)
+    with pytest.raises(ModelError, match=r"bad\.pt has an " + said):
+        facepruning.load_embedder(tmp_path / "bad.pt")
+    with pytest.raises(ModelError, match=r"bad\.pt has an " + said):
+        facepruning.export_onnx(tmp_path / "bad.pt", tmp_path / "out.onnx")
 
 
 def test_a_pickle_holding_code_is_refused_and_never_advised_to_run(tmp_path):
@@ -250,6 +294,8 @@ def test_embed_and_similarity_check_their_arguments(tmp_path):
         face.embed([3])
     with pytest.raises(DataError, match="of a 30-value and a 7-value descriptor"):
         face.similarity(np.ones(30, dtype=np.float32), np.ones(7, dtype=np.float32))
+    with pytest.raises(DataError, match="descriptor holding NaN or infinity"):
+        face.similarity(np.full(30, np.nan, dtype=np.float32), np.ones(30, dtype=np.float32))
 
 
 def test_onnx_embedder_runs_from_its_metadata_alone(tmp_path):

@@ -15,8 +15,13 @@ from hypothesis import strategies as st
 from facepruning import parameters
 from facepruning.artifacts import load_torch
 from facepruning.errors import FacePruningError
+from facepruning.export import check_meta
 from facepruning.models import build_model, load_model, load_pruned, save_model
-from facepruning.prepare.protocols import parse_lfw_pairs, parse_loose_bbox_lines
+from facepruning.prepare.protocols import (
+    parse_lfw_pairs,
+    parse_loose_bbox_lines,
+    parse_pose_templates,
+)
 from facepruning.project import load_params
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -24,7 +29,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 values = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(10**12), max_value=10**12),
+    st.integers(),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
     st.lists(st.floats(allow_nan=True), max_size=4),
@@ -60,6 +65,35 @@ def _file(data: bytes, suffix: str) -> Path:
 def test_any_pairs_file_is_read_or_refused_in_one_line(data):
     try:
         parse_lfw_pairs(_file(data, ".txt"))
+    except FacePruningError as e:
+        _one_line(e)
+
+
+pose_lines = st.lists(
+    st.tuples(st.sampled_from(["n000001", "n000002", "", "x/y"]), st.text(max_size=8)).map(
+        lambda t: f"{t[0]}/{t[1]}.jpg"
+    ),
+    max_size=70,
+)
+
+
+@FUZZ
+@given(body=pose_lines, raw=st.binary(max_size=60))
+def test_any_pose_template_list_is_read_or_refused_in_one_line(body, raw):
+    text = "\n".join(body) + "\n"
+    for data in (text.encode(), raw):
+        try:
+            parse_pose_templates(_file(data, ".txt"))
+        except FacePruningError as e:
+            _one_line(e)
+
+
+@FUZZ
+@given(meta=st.dictionaries(st.sampled_from(["image_size", "resize", "eer_threshold",
+    "pixel_mean", "pixel_std"]), values))  # fmt: skip
+def test_any_model_metadata_is_accepted_or_named(meta):
+    try:
+        check_meta(meta, source="m.onnx")
     except FacePruningError as e:
         _one_line(e)
 

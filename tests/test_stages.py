@@ -203,10 +203,13 @@ def test_streamed_data_with_workers_trains_like_the_cache(orl, tmp_path):
     pd.testing.assert_frame_equal(streamed.history[cols], cached.history[cols])
 
 
-def test_a_finished_checkpoint_of_other_code_or_data_is_not_resumed(orl, tmp_path, capsys):
-    """A run is identified by everything it reads: after a code change, or a change of the
-    prepared data's bytes, the old checkpoint is set aside with one line naming what changed
-    and training starts over (no silent "resume" past the last epoch into the old weights)."""
+def test_a_finished_checkpoint_of_other_code_data_or_kernels_is_not_resumed(
+    orl, tmp_path, capsys, monkeypatch
+):
+    """A run is identified by everything it reads: after a code change, a change of the prepared
+    data's bytes, or other kernel settings (the pin lifted, another thread count), the old
+    checkpoint is set aside with one line naming what changed and training starts over (no
+    silent "resume" past the last epoch into the old weights)."""
     import shutil
 
     from facepruning import artifacts
@@ -239,17 +242,110 @@ def test_a_finished_checkpoint_of_other_code_or_data_is_not_resumed(orl, tmp_pat
     capsys.readouterr()
     train.run(**params)
     assert "data_files:" in capsys.readouterr().err
+    # the kernels: another thread count than the one the checkpoint was computed with
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    train.run(**params)
+    assert "kernels.OMP_NUM_THREADS: " in capsys.readouterr().err
 
 
-def test_pruning_refuses_a_baseline_of_other_data(orl, tmp_path):
+def test_an_interrupted_train_stage_resumes_to_the_same_bytes(orl, tmp_path, monkeypatch):
+    """Resumed equals uninterrupted, to the byte, for every file the train stage writes."""
+    from facepruning import training
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    train.run(**_train_params(whole, orl / "cached", epochs=3))
+    real, calls = training.train_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(**_train_params(cut, orl / "cached", epochs=3))
+    monkeypatch.setattr(training, "train_epoch", real)
+    train.run(**_train_params(cut, orl / "cached", epochs=3))
+    for name in ("baseline.pt", "train.json", "train_history.csv"):
+        assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_an_interrupted_prune_stage_resumes_to_the_same_bytes(orl, tmp_path, monkeypatch):
+    """Resumed equals uninterrupted, to the byte, for every file the stage writes (the scores
+    file included: its strings come back from the checkpoint as other objects)."""
+    train.run(**_train_params(tmp_path, orl / "cached"))
+    extra = {"max_steps": 3, "finetune_epochs": 1, "target_fraction": None}
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for out in (whole, cut):
+        out.mkdir()
+        (out / "baseline.pt").write_bytes((tmp_path / "baseline.pt").read_bytes())
+    prune.run(**{**_prune_params(whole, orl / "cached", "taylor"), **extra})
+    real = prune.FaceTraining.after_removal
+
+    def interrupted(self, model, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(self, model, step)
+
+    monkeypatch.setattr(prune.FaceTraining, "after_removal", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prune.run(**{**_prune_params(cut, orl / "cached", "taylor"), **extra})
+    monkeypatch.setattr(prune.FaceTraining, "after_removal", real)
+    prune.run(**{**_prune_params(cut, orl / "cached", "taylor"), **extra})
+    names = ["taylor-pruned.pt", "taylor.json", "taylor_history.csv", "taylor_layers.csv"]
+    for name in [*names, "taylor.pt"]:
+        assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_the_data_fingerprint_follows_content_not_where_or_how_it_was_prepared(tmp_path):
+    """Streamed images are read where they lie, so their content is fingerprinted when prepared:
+    swapping two images and preparing again changes the data's identity. Preparing the same data
+    elsewhere, or with other progress output, does not."""
+    from facepruning.prepare import copy_orl, prepare_dataset
+    from facepruning.stages.common import data_fingerprint, data_identity
+
+    faces = copy_orl(tmp_path / "faces")  # a folder-per-identity tree: ORL's own is re-copied
+    common = {"dataset": "folder", "data_root": faces, "resize": 20, "image_size": 16}
+    common |= {"test_identities": 10, "cache": False}
+
+    def prepared(out, **extra):
+        info = prepare_dataset(out_dir=tmp_path / out, **common, **extra)
+        return data_fingerprint(tmp_path / out, info)
+
+    first = prepared("a", progress=False)
+    assert prepared("b", progress=True) == first
+    described = data_identity(read_json(tmp_path / "a" / "dataset.json"))
+    one, other = faces / "s15" / "3.pgm", faces / "s16" / "3.pgm"
+    one_bytes, other_bytes = one.read_bytes(), other.read_bytes()
+    one.write_bytes(other_bytes)
+    other.write_bytes(one_bytes)
+    assert prepared("a", progress=False) != first
+    # what changed is the images' content hash: manifest, splits and statistics are the same
+    after = data_identity(read_json(tmp_path / "a" / "dataset.json"))
+    assert after.pop("images_fingerprint") != described.pop("images_fingerprint")
+    assert after == described
+
+
+@pytest.mark.parametrize(
+    ("field", "changed", "said"),
+    [
+        ('"image_size": 16', '"image_size": 12', r"trained with 16 image size.*has 12"),
+        ('"num_classes": 30', '"num_classes": 20', r"trained with 30 identities.*has 20"),
+        ('"channels": 1', '"channels": 3', r"trained with 1 image channels.*has 3"),
+        ('"seed": 0', '"seed": 1', r"trained on other prepared data than .*other"),
+    ],
+)
+def test_pruning_refuses_a_baseline_of_other_data(orl, tmp_path, field, changed, said):
     import shutil
 
     train.run(**_train_params(tmp_path, orl / "cached"))
     other = tmp_path / "other"
     shutil.copytree(orl / "cached", other)
     info = other / "dataset.json"
-    info.write_text(info.read_text().replace('"image_size": 16', '"image_size": 12'))
-    with pytest.raises(ModelError, match=r"baseline\.pt was trained with 16 image size.*has 12"):
+    assert field in info.read_text()
+    info.write_text(info.read_text().replace(field, changed))
+    with pytest.raises(ModelError, match=r"baseline\.pt was " + said):
         prune.run(**_prune_params(tmp_path, other, "taylor"))
 
 
@@ -263,4 +359,27 @@ def test_a_second_run_on_the_same_outputs_stops_at_once(tmp_path):
     with first, again, second:
         pass
     with claim_outputs([out], locks=tmp_path / "locks"):  # released: free again
+        pass
+
+
+def test_two_runs_sharing_a_checkpoint_folder_stop_at_once(tmp_path):
+    from facepruning.stages.common import claimed
+
+    ckpt = str(tmp_path / "ckpt")
+    again = pytest.raises(ArtifactError, match=r"last\.pt is being written by another run")
+    with claimed([str(tmp_path / "a.pt")], ckpt), again, claimed([str(tmp_path / "b.pt")], ckpt):
+        pass
+
+
+def test_output_folders_that_cannot_be_written_are_named_before_any_work(tmp_path, monkeypatch):
+    from facepruning.artifacts import claim_outputs
+
+    (tmp_path / "file").write_text("in the way")
+    blocked = tmp_path / "file" / "model.pt"
+    refused = pytest.raises(ArtifactError, match=r"cannot create .*file for model\.pt.*remove what")
+    with refused, claim_outputs([blocked], locks=tmp_path / "locks"):
+        pass
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    refused = pytest.raises(ArtifactError, match=r"is not writable, so model\.pt cannot be written")
+    with refused, claim_outputs([tmp_path / "out" / "model.pt"], locks=tmp_path / "locks"):
         pass

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import pickle
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -137,13 +138,17 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
 
 
 def _own_storage(obj: Any) -> Any:
-    """``obj`` with every tensor copied into a storage of its own: torch saves a tensor's whole
-    storage, so a view (a row of a bigger tensor, a tensor that shared memory before a resume)
-    would write other bytes for the same values."""
+    """``obj`` with every tensor copied into a storage of its own, every container new and every
+    string interned: torch saves a tensor's whole storage, so a view (a row of a bigger tensor, a
+    tensor that shared memory before a resume) would write other bytes for the same values; and
+    pickle writes an object met twice as a reference, so equal strings that are one object in an
+    uninterrupted run and two after a resume would too."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().clone()
+    if type(obj) is str:
+        return sys.intern(obj)
     if isinstance(obj, Mapping):
-        return type(obj)((k, _own_storage(v)) for k, v in obj.items())
+        return type(obj)((_own_storage(k), _own_storage(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
         return type(obj)(_own_storage(v) for v in obj)
     return obj
@@ -232,10 +237,11 @@ def _not_torch(head: bytes) -> str:
     if head.startswith(b"\x08") or head[:2] in (b"\x08\x07", b"\x08\x08"):
         return "an ONNX model"
     try:
-        head.decode("utf-8")
-        return "text"
+        text = head.decode("utf-8")
     except UnicodeDecodeError:
         return ""
+    # text is printable; other bytes that happen to decode go to torch.load, which names them
+    return "text" if "".join(text.split()).isprintable() else ""
 
 
 def _remedy_of(kind: str, remedy: str) -> str:
@@ -261,7 +267,13 @@ def claim_outputs(
     locks = Path(locks) if locks else Path(tempfile.gettempdir()) / f"facepruning-locks-{_user()}"
     outputs = [Path(p) for p in paths if p]
     for path in outputs:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder should be, no permission, ...
+            raise ArtifactError(
+                f"cannot create {path.parent} for {path.name} ({e.strerror or e}): remove what "
+                "is in the way or choose another output path"
+            ) from None
         if not os.access(path.parent, os.W_OK):
             raise ArtifactError(
                 f"{path.parent} is not writable, so {path.name} cannot be written there: fix its "

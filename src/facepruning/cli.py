@@ -15,8 +15,8 @@ default and meaning). Under ``torchrun`` train and prune run data-parallel::
     torchrun --standalone --nproc_per_node=4 -m facepruning prune --params params-paper.yaml \\
         --section prune --set arch=squeezenet criterion=taylor_activation
 
-Every command computes with AVX2 kernels on x86 CPUs (:mod:`facepruning.kernels`), so the
-pipeline's numbers do not depend on whether the CPU has AVX-512.
+Every command computes with the same kernels and threads on any x86 CPU with AVX2
+(:mod:`facepruning.kernels`), so the pipeline's numbers do not depend on the CPU.
 
 ``readme`` (run by ``make repro`` after ``dvc repro``) regenerates README.md's result blocks from
 metrics/analysis.json (:mod:`facepruning.readme`); ``--check`` only fails when they are stale.
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    pin_cpu_kernels()  # before any computation: the same numbers on any x86 CPU
+    pin_cpu_kernels()  # before torch and numpy load (this module imports neither): same numbers
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -101,6 +101,11 @@ class Embedder:
                 f"similarity() of a {da.size}-value and a {db.size}-value descriptor: compare "
                 "descriptors of the same model (or give images)"
             )
+        if not (np.isfinite(da).all() and np.isfinite(db).all()):
+            raise DataError(
+                "similarity() of a descriptor holding NaN or infinity: give descriptors from "
+                "embed() (or images)"
+            )
         return float(da @ db)
 
     def verify(self, a: ImageLike | np.ndarray, b: ImageLike | np.ndarray) -> bool:
@@ -142,7 +147,7 @@ def _torch_runner(path: Path, device: str):
     from .models import load_model
 
     model, meta = load_model(path)
-    prep = preprocessing(meta)
+    prep = preprocessing(meta, source=path)
     net = EmbeddingNet(model, pixel_mean=prep["pixel_mean"], pixel_std=prep["pixel_std"])
     net = net.to(device).eval()
 
@@ -154,6 +159,8 @@ def _torch_runner(path: Path, device: str):
 
 
 def _onnx_runner(path: Path):
+    from .export import check_meta
+
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -173,12 +180,7 @@ def _onnx_runner(path: Path):
             info[key] = json.loads(value)
         except ValueError:
             info[key] = value
-    size = info.get("image_size")
-    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 4096:
-        raise ModelError(
-            f"{path} has no usable image_size in its metadata ({size!r}): export it with "
-            "facepruning.export_onnx"
-        )
+    check_meta(info, source=path)
     name = session.get_inputs()[0].name
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -198,6 +200,8 @@ def load_embedder(
     (ONNX Runtime, CPU). ``threshold`` overrides the stored ``eer_threshold`` for
     :meth:`Embedder.verify`; ``batch_size`` images are run at once."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{str(path)!r} is a folder: give the model file (.pt or .onnx) in it")
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} not found")
     if path.suffix.lower() == ".onnx":

@@ -24,6 +24,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Mapping
@@ -63,15 +65,17 @@ class EmbeddingNet(nn.Module):
         return F.normalize(self.model.embed((images - self.mean) / self.std), dim=1)
 
 
-def preprocessing(meta: Mapping[str, Any]) -> dict[str, Any]:
+def preprocessing(meta: Mapping[str, Any], *, source: Any = "the model") -> dict[str, Any]:
     """The image preparation a model expects, from its saved meta (:class:`ModelError` names
-    what is missing)."""
+    ``source`` and what is missing or unusable)."""
     missing = [k for k in _REQUIRED if meta.get(k) is None]
     if missing:
         raise ModelError(
-            f"the model's meta lacks {missing}: pass meta={{'image_size': ..., 'pixel_mean': "
-            "[r, g, b], 'pixel_std': [r, g, b]}} (0..255 scale), as the train stage stores them"
+            f"{source}: the model's meta lacks {missing}: pass meta={{'image_size': ..., "
+            "'pixel_mean': [r, g, b], 'pixel_std': [r, g, b]}} (0..255 scale), as the train "
+            "stage stores them"
         )
+    check_meta(meta, source=source)
     size = int(meta["image_size"])
     return {
         "image_size": size,
@@ -83,6 +87,51 @@ def preprocessing(meta: Mapping[str, Any]) -> dict[str, Any]:
         "channels": int(meta["channels"]) if meta.get("channels") else None,
         "grayscale": "replicate to 3 channels",
     }
+
+
+def check_meta(meta: Mapping[str, Any], *, source: Any) -> None:
+    """Refuse, in one line naming ``source``, a saved meta (a ``.pt``'s or an ONNX file's
+    metadata) whose preprocessing or threshold values cannot be used as they are."""
+
+    def finite(value: Any) -> bool:
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            return False
+        try:
+            return math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            return False
+
+    def whole(value: Any) -> bool:
+        return finite(value) and float(value).is_integer()
+
+    def refuse(key: str, expected: str) -> ModelError:
+        shown = repr(meta.get(key))
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return ModelError(
+            f"{source} has an unusable {key} in its metadata ({shown}; expected {expected}): "
+            "export or save the model again with facepruning"
+        )
+
+    size = meta.get("image_size")
+    if not (whole(size) and 8 <= size <= 4096):
+        raise refuse("image_size", "a whole number of pixels from 8 to 4096")
+    resize = meta.get("resize")
+    if resize is not None and not (whole(resize) and resize >= size):
+        raise refuse("resize", f"a whole number of pixels, at least image_size {size}")
+    threshold = meta.get("eer_threshold")
+    if threshold is not None and not finite(threshold):
+        raise refuse("eer_threshold", "a finite number")
+    for key in ("pixel_mean", "pixel_std"):
+        if meta.get(key) is None:
+            continue
+        try:
+            flat = torch.as_tensor(meta[key], dtype=torch.float64).flatten().tolist()
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            flat = []
+        if len(flat) not in (1, 3) or not all(math.isfinite(v) for v in flat):
+            raise refuse(key, "one or three finite numbers")
+        if key == "pixel_std" and min(flat) <= 0:
+            raise refuse(key, "positive numbers")
 
 
 def onnx_metadata(model: FaceNet, meta: Mapping[str, Any]) -> dict[str, str]:
@@ -116,7 +165,9 @@ def _resolve(model_or_path: Any, meta: Mapping[str, Any] | None) -> tuple[FaceNe
         from .models import load_model  # torch loads only when needed
 
         model, saved = load_model(model_or_path)
-        return model, {**saved, **(meta or {})}
+        merged = {**saved, **(meta or {})}
+        check_meta(merged, source=model_or_path)
+        return model, merged
     if not isinstance(model_or_path, FaceNet):
         raise ModelError(
             f"export_onnx needs a FaceNet or a save_model() file, not "

@@ -90,6 +90,7 @@ def _check_training(params: Any) -> None:
     if not 0 <= params.momentum < 1:
         raise ParameterError(f"momentum={params.momentum!r}: must lie in [0, 1), e.g. 0.9")
     _at_least({"weight_decay": params.weight_decay, "num_workers": params.num_workers}, 0)
+    _at_least({"seed": params.seed}, 0)  # numpy's generators refuse negative seeds
 
 
 def _check_choices(params: Any) -> None:
@@ -138,6 +139,7 @@ class PrepareParameters:
         _at_least({"test_identities": self.test_identities}, 2)
         _at_least({"min_images_per_identity": self.min_images_per_identity}, 2)
         _at_least({"val_per_identity": self.val_per_identity}, 0)
+        _at_least({"seed": self.seed, "bbox_enlarge": self.bbox_enlarge}, 0)
         if self.image_size > self.resize:
             raise ParameterError(
                 f"image_size={self.image_size} is larger than resize={self.resize}: the crop must "
@@ -189,6 +191,12 @@ class TrainParameters(_Training):
         if not self.lr_levels or min(self.lr_levels) <= 0:
             raise ParameterError(
                 f"lr_levels={self.lr_levels!r}: give one or more positive learning rates"
+            )
+        std = self.pixel_std if isinstance(self.pixel_std, list) else [self.pixel_std]
+        if self.pixel_std is not None and (not std or min(std) <= 0):
+            raise ParameterError(
+                f"pixel_std={self.pixel_std!r}: give positive numbers (one, or one per channel), "
+                "or null for the training images' own"
             )
 
 
@@ -247,7 +255,7 @@ class PruneParameters(_Training):
     bn_recalibration_batches: int = param(2, "batches to re-estimate BatchNorm after a removal")
     min_channels: int = param(1, "channels every layer keeps")
     channel_multiple: int = param(
-        1, "each layer keeps a multiple of this many channels (SIMD-friendly)"
+        1, "each layer a step prunes is brought to a multiple of this many channels (SIMD)"
     )
 
     def __post_init__(self):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..artifacts import atomic_path, save_torch, write_json, write_text
+from ..artifacts import atomic_path, files_fingerprint, save_torch, write_json, write_text
 from ..data.images import check_on_error
 from ..data.manifest import BOX_COLUMNS, BOX_LINE_COLUMN, MANIFEST_COLUMNS, SPLITS
 from ..errors import DataError, ParameterError
@@ -303,6 +303,17 @@ def _describe(
     }
 
 
+def _images_fingerprint(root: str | os.PathLike, paths: Iterable[str]) -> str:
+    """The content hash of the streamed images (one more read of each file, no decoding)."""
+    try:
+        return files_fingerprint([Path(root) / path for path in paths], root=root)
+    except OSError as e:
+        raise DataError(
+            f"{os.fsdecode(e.filename or root)!r} cannot be read ({e.strerror or e}): make it "
+            "readable or remove it, then prepare again"
+        ) from None
+
+
 def prepare_dataset(
     *,
     dataset: str,
@@ -374,6 +385,8 @@ def prepare_dataset(
         settings=settings,
         params=params,
     )
+    if not cache:  # the images stay where they are: their content is part of the data's identity
+        info["images_fingerprint"] = _images_fingerprint(root, manifest["path"])
     pairs_idx = index_pairs(source.pairs, manifest) if source.pairs is not None else None
     if pairs_idx is not None:
         info["pairs"] = int(len(pairs_idx))

@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ from .scoring import ImportanceAccumulator
 from .surgery import ChannelGroup, prunable_groups, remove_channels
 
 __all__ = ["PruningResult", "select_channels", "prune_iteratively", "channels_per_step"]
+
+log = logging.getLogger(__name__)
 
 STAGES = ("original", "pruned", "finetuned", "final")
 
@@ -97,8 +100,10 @@ def select_channels(
 
     Ties are broken by group order and channel index, so the choice is deterministic.
 
-    ``channel_multiple`` m > 1: every group keeps a multiple of m channels (a group smaller than
-    m is never pruned; one whose size is not yet a multiple first drops to one). The ``count``
+    ``channel_multiple`` m > 1: every group the step prunes ends on a multiple of m channels (a
+    group smaller than m is never pruned; one whose size is not yet a multiple first drops to one;
+    a group the step leaves alone keeps its size, so all groups are on multiples of m only when m
+    divides their original sizes). The ``count``
     channels are chosen over all groups as for m = 1, then each group's share is rounded down to
     a size that is a multiple of m, and the groups with the largest left-over shares round up
     instead, one by one, until at least ``count`` channels go: a step removes between ``count``
@@ -189,6 +194,13 @@ class _Selection:
 
     def check(self, groups: list[ChannelGroup]) -> None:
         m = self.channel_multiple
+        off = [g.name for g in groups if g.size % m]
+        if off:  # said, not refused: the groups a step prunes still land on multiples
+            log.info(
+                "channel_multiple=%d does not divide the width of %d of %d groups (%s): each stays "
+                "off the multiple until a step prunes it",
+                m, len(off), len(groups), ", ".join(off[:3]) + (", ..." if len(off) > 3 else ""),
+            )  # fmt: skip
         removable = sum(_removable(g.size, self.min_channels, m) for g in groups)
         if self.target_fraction is not None:
             removable_filters = sum(

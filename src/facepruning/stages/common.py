@@ -24,6 +24,7 @@ __all__ = [
     "training_data",
     "evaluate",
     "data_identity",
+    "data_fingerprint",
     "claimed",
 ]
 
@@ -82,6 +83,20 @@ def data_identity(info: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k not in ("data_root", "parameters")}
 
 
+def data_fingerprint(data_dir: str | os.PathLike, info: Mapping[str, Any]) -> str:
+    """A short hash of the prepared data a run reads: dataset.json's description (not where the
+    data lies nor how preparation was run: :func:`data_identity`, which holds the content hash of
+    streamed images), and the bytes of every other file (the manifest, the image cache)."""
+    files = [p for p in sorted(Path(data_dir).rglob("*")) if p.is_file()]
+    contents = [p for p in files if p.name != "dataset.json"]
+    return artifacts.fingerprint(
+        {
+            "description": data_identity(info),
+            "files": artifacts.files_fingerprint(contents, root=data_dir),
+        }
+    )
+
+
 def threshold_of(metrics: Mapping[str, Any]) -> float | None:
     """The 1-image EER threshold from ``evaluate(..., with_pair_scores=True)``'s pair scores."""
     pairs = metrics.get("pair_scores", {}).get("t1")
@@ -103,9 +118,10 @@ def evaluate(model: nn.Module, inputs: StageData, *, with_pair_scores: bool = Fa
     )
 
 
-def claimed(paths: Iterable[str]) -> contextlib.AbstractContextManager:
-    """One writer per output: the stage's outputs locked for the run (see
+def claimed(paths: Iterable[str], checkpoint_dir: str = "") -> contextlib.AbstractContextManager:
+    """One writer per output: the stage's outputs and its checkpoint locked for the run (see
     :func:`~facepruning.artifacts.claim_outputs`); under torchrun rank 0 holds the locks."""
     if os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
-    return artifacts.claim_outputs(paths)
+    checkpoint = [str(Path(checkpoint_dir) / "last.pt")] if checkpoint_dir else []
+    return artifacts.claim_outputs([*paths, *checkpoint])

@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import artifacts, distributed, parameters
 from ..errors import ModelError, ParameterError, PruningError
+from ..kernels import kernel_settings
 from ..models import load_model, save_model
 from ..parameters import PruneParameters
 from ..pruning import (
@@ -32,7 +33,15 @@ from ..training import (
     recalibrate_batchnorm,
     train_epoch,
 )
-from .common import StageData, claimed, data_identity, evaluate, threshold_of, training_data
+from .common import (
+    StageData,
+    claimed,
+    data_fingerprint,
+    data_identity,
+    evaluate,
+    threshold_of,
+    training_data,
+)
 
 #: the criterion of the no-pruning control: trained like a pruning run, nothing removed
 CONTROL = "none"
@@ -90,11 +99,11 @@ def _check_baseline_fits(baseline_path, meta: dict[str, Any], data_dir) -> None:
             )
     recorded = meta.get("data_fingerprint")
     if recorded is not None:
-        current = artifacts.files_fingerprint([data_dir], root=data_dir)
+        current = data_fingerprint(data_dir, info)
         if recorded != current:
             raise ModelError(
-                f"{baseline_path} was trained on other prepared data than {data_dir} holds now "
-                f"(data fingerprint {recorded}, now {current}): {fix}"
+                f"{baseline_path} was trained on other prepared data than {data_dir} holds now, "
+                f"or by an older facepruning (data fingerprint {recorded}, now {current}): {fix}"
             )
 
 
@@ -368,14 +377,17 @@ def _prune_iteratively(model, example_inputs, training, evaluate, run_identity, 
 
 def run_identity(p: PruneParameters, meta: dict[str, Any], inputs: StageData) -> dict[str, Any]:
     """Everything a pruning run's result depends on: its parameters, the data (description and
-    content), the baseline's weights and the package's code."""
+    content), the baseline's weights, the package's code and the kernels it computes with."""
     return {
         **parameters.run_identity(p),
         "baseline": meta["run_fingerprint"],
-        "baseline_file": artifacts.files_fingerprint([p.baseline_path]),
+        "baseline_file": artifacts.files_fingerprint(
+            [p.baseline_path], root=Path(p.baseline_path).parent
+        ),  # its bytes, not how its path is written
         "data": data_identity(inputs.data.info),
-        "data_files": artifacts.files_fingerprint([p.data_dir], root=p.data_dir),
+        "data_files": data_fingerprint(p.data_dir, inputs.data.info),
         "code": artifacts.code_fingerprint(),
+        "kernels": kernel_settings(),
     }
 
 
@@ -387,7 +399,8 @@ def run(params: PruneParameters | None = None, /, **given: Any) -> PruneStageRun
     """
     p = _repeat_steps(parameters.resolve("prune", params, given))
     _check_criterion(p.criterion)
-    with claimed([p.model_path, p.metrics_path, p.history_path, p.layers_path, p.scores_path]):
+    outputs = [p.model_path, p.metrics_path, p.history_path, p.layers_path, p.scores_path]
+    with claimed(outputs, p.checkpoint_dir):
         return _run(p)
 
 

@@ -11,10 +11,19 @@ import torch
 from torch import nn
 
 from .. import artifacts, distributed, parameters
+from ..kernels import kernel_settings
 from ..models import build_model, count_macs, count_parameters, save_model
 from ..parameters import TrainParameters
 from ..training import train_identification
-from .common import StageData, claimed, data_identity, evaluate, threshold_of, training_data
+from .common import (
+    StageData,
+    claimed,
+    data_fingerprint,
+    data_identity,
+    evaluate,
+    threshold_of,
+    training_data,
+)
 
 __all__ = ["TrainStageRun", "run", "training_data"]
 
@@ -41,7 +50,7 @@ def run(params: TrainParameters | None = None, /, **given: Any) -> TrainStageRun
     (unknown names and wrong types raise ParameterError). Returns a :class:`TrainStageRun`.
     """
     p = parameters.resolve("train", params, given)
-    with claimed([p.model_path, p.metrics_path, p.history_path]):
+    with claimed([p.model_path, p.metrics_path, p.history_path], p.checkpoint_dir):
         return _run(p)
 
 
@@ -57,13 +66,14 @@ def _run(p: TrainParameters) -> TrainStageRun:
     torch.manual_seed(p.seed)  # the initial weights (the same on every rank)
     model = build_model(p.arch, num_classes=inputs.data.num_classes, weights=p.weights)
     model.to(distributed.default_device())
-    # everything the result depends on: parameters, data (description and content), code
+    # everything the result depends on: parameters, data (description and content), code, kernels
     identity = {
         **parameters.run_identity(p),
         "data": data_identity(inputs.data.info),
-        "data_files": artifacts.files_fingerprint([p.data_dir], root=p.data_dir),
+        "data_files": data_fingerprint(p.data_dir, inputs.data.info),
         "transform": [inputs.pixel_mean, inputs.pixel_std],
         "code": artifacts.code_fingerprint(),
+        "kernels": kernel_settings(),
     }
     history = pd.DataFrame(
         train_identification(
