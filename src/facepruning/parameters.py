@@ -122,6 +122,7 @@ class PrepareParameters:
     bbox_file: str = path("", "vggface2: loose_bb_*.csv")
     seed: int = param(0, "seed of the identity split")
     test_identities: int = param(10, "identities held out for open-set verification")
+    fold: int = param(0, "which disjoint group of test_identities to hold out (0: the first)")
     val_per_identity: int = param(2, "images per training identity kept for validation")
     min_images_per_identity: int = param(4, "identities with fewer images are left out")
     resize: int = param(73, "shortest side of the cached images (paper: 129)")
@@ -139,7 +140,7 @@ class PrepareParameters:
         _at_least({"test_identities": self.test_identities}, 2)
         _at_least({"min_images_per_identity": self.min_images_per_identity}, 2)
         _at_least({"val_per_identity": self.val_per_identity}, 0)
-        _at_least({"seed": self.seed, "bbox_enlarge": self.bbox_enlarge}, 0)
+        _at_least({"seed": self.seed, "fold": self.fold, "bbox_enlarge": self.bbox_enlarge}, 0)
         if self.image_size > self.resize:
             raise ParameterError(
                 f"image_size={self.image_size} is larger than resize={self.resize}: the crop must "
@@ -254,9 +255,7 @@ class PruneParameters(_Training):
     )
     bn_recalibration_batches: int = param(2, "batches to re-estimate BatchNorm after a removal")
     min_channels: int = param(1, "channels every layer keeps")
-    channel_multiple: int = param(
-        1, "each layer a step prunes is brought to a multiple of this many channels (SIMD)"
-    )
+    channel_multiple: int = param(1, "layers a step prunes land on multiples of this (SIMD)")
 
     def __post_init__(self):
         _check_choices(self)
@@ -303,6 +302,8 @@ class AnalysisParameters:
     train_dir: str = path("build/nbval/metrics/train", "training metrics (notebook 02)")
     prune_dir: str = path("build/nbval/metrics/prune", "pruning metrics (notebook 03)")
     scores_dir: str = path("build/nbval/scores", "pair scores of the pruning runs (notebook 03)")
+    replicate_dir: str = path("", "metrics of the replicate runs (other folds, seeds); '': none")
+    replicate_scores_dir: str = path("", "pair scores of the replicate runs")
     metrics_path: str = path("build/nbval/metrics/analysis.json", "the analysis' summary")
     figures_dir: str = path("build/nbval/figures/04_analysis", "figures")
     eer_tolerance: float = param(0.02, "largest EER rise counted as no appreciable loss")

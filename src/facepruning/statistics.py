@@ -171,11 +171,64 @@ def _eer_rows(fp, tp, n_imp, n_gen) -> np.ndarray:
     return np.where((n_imp > 0) & (n_gen > 0), out, np.nan)
 
 
+def _grouped_tables(scores: Any, genuine: Any, groups: Any, cols: int) -> np.ndarray:
+    """Cumulative impostor and genuine pair counts per group at every operating point,
+    strictest first (as :func:`_rates`): ``[2, cols, M+1]``."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    g = np.asarray(genuine, dtype=bool).ravel()
+    if not np.all(np.isfinite(s)):
+        raise ParameterError("scores hold NaN or inf values")
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), s_sorted.size - 1]
+    table = np.zeros((2, cols, s.size))
+    table[g[order].astype(np.int64), np.asarray(groups).ravel()[order], np.arange(s.size)] = 1
+    table = np.cumsum(table, axis=2)[:, :, last]
+    return np.concatenate([np.zeros((2, cols, 1)), table], axis=2)
+
+
+def _eer_bisected(scores: Any, genuine: Any, w: np.ndarray, groups: Any) -> np.ndarray:
+    """:func:`_eer_rows` of grouped weights without the full ``[B, M]`` rate tables: FAR - FRR
+    never decreases along the operating points, so each row's crossing is found by bisection,
+    evaluating the rates at about log2(M) points (the same formula at the same two points)."""
+    table = _grouped_tables(scores, genuine, groups, w.shape[1])
+    n_imp, n_gen = w @ table[0, :, -1], w @ table[1, :, -1]
+    rows = np.arange(w.shape[0])
+
+    def rates(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fp = np.einsum("bc,cb->b", w, table[0][:, k])
+            tp = np.einsum("bc,cb->b", w, table[1][:, k])
+            return fp / n_imp, tp / n_gen
+
+    lo, hi = np.zeros(w.shape[0], dtype=np.int64), np.full(w.shape[0], table.shape[2] - 1)
+    while np.any(lo < hi):  # the first point with FAR + TAR - 1 >= 0
+        mid = (lo + hi) // 2
+        far, tar = rates(mid)
+        ok = far + tar - 1.0 >= 0.0
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid + 1)
+    k, km = lo, np.maximum(lo - 1, 0)
+    (far_k, tar_k), (far_m, tar_m) = rates(k), rates(km)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dk, dm = far_k + tar_k - 1.0, far_m + tar_m - 1.0
+        t = -dm / (dk - dm)
+        out = far_m + t * (far_k - far_m)
+    out = np.where(dk == 0.0, far_k, out)
+    del rows
+    return np.where((n_imp > 0) & (n_gen > 0), out, np.nan)
+
+
 def weighted_eer(scores: Any, genuine: Any, weights: Any, *, groups: Any = None) -> np.ndarray:
     """EER of the weighted pairs for each weight vector (``weights`` ``[B, P]`` or ``[P]`` ->
     ``[B]``; or ``[B, C]`` with ``groups``, see :func:`pair_group_weights`): where FAR = FRR on
     the piecewise-linear ROC of weighted rates, as :func:`facepruning.verification.eer` (equal to
     it with unit weights). NaN for a weight vector without genuine or without impostor weight."""
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    s = np.asarray(scores).ravel()
+    if groups is not None and s.shape == np.asarray(genuine).ravel().shape:
+        cols = int(np.asarray(groups).max(initial=-1)) + 1
+        if w.shape[1] >= cols and w.shape[1] * s.size <= _GROUPED_LIMIT:
+            return _eer_bisected(s, genuine, w, groups)
     return _eer_rows(*_rates(scores, genuine, weights, groups))
 
 

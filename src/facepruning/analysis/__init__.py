@@ -1,6 +1,6 @@
 """Tables and statistics of the cross-run analysis (notebook 04): from metric files to numbers.
 
-Seven modules, one concern each; each depends only on those listed above it:
+Nine modules, one concern each; each depends only on those listed above it:
 
 ``runs``
     Loading the runs: :func:`load_prune_runs` (:class:`PruneRun`; what a run is, its display
@@ -13,6 +13,13 @@ Seven modules, one concern each; each depends only on those listed above it:
     :func:`point_intervals`, :func:`paired_difference_at` (paired between rows and runs on the
     same resamples), :func:`interval_table`; :func:`eer_standard_error`; :func:`finite_or_none`,
     :func:`fmt_interval`, :func:`interval_side`.
+``pooling``
+    Replicate training runs (other folds, other seeds) pooled into one interval: :class:`Units`,
+    :func:`pool` (:class:`Pooled`), :func:`expanded_interval`, :func:`unit_of`,
+    :func:`replicate_groups`, :func:`fold_counts` (the stratified identity resamples).
+``coverage``
+    Do the intervals mean what they say? :func:`interval_coverage` (:class:`Coverage`) on
+    :func:`simulate_scores` sets with a known :func:`population_eer`.
 ``width``
     Do the widest layers lose filters first? :func:`width_order`, :func:`width_rank_summary`
     (:func:`spearman`, :func:`permutation_pvalue`), :func:`width_null_position` (the observed rho
@@ -36,7 +43,17 @@ The public names of all of them are importable from here: ``from facepruning imp
 analysis.summarize(...)``.
 """
 
-from .claims import CLAIMS, VERDICTS, claims_table, decided_by, judge_claims, numbers_of, verdict
+from .claims import (
+    CLAIMS,
+    PAPERS_REPORT,
+    VERDICTS,
+    claims_table,
+    decided_by,
+    judge_claims,
+    numbers_of,
+    verdict,
+)
+from .coverage import Coverage, interval_coverage, population_eer, simulate_scores
 from .criteria import criteria_comparison
 from .intervals import (
     INTERVAL_METRICS,
@@ -48,6 +65,16 @@ from .intervals import (
     interval_table,
     paired_difference_at,
     point_intervals,
+)
+from .pooling import (
+    INTERVAL_METHOD,
+    Pooled,
+    Units,
+    expanded_interval,
+    fold_counts,
+    pool,
+    replicate_groups,
+    unit_of,
 )
 from .runs import (
     CONTROL_CRITERION,
@@ -129,6 +156,20 @@ __all__ = [
     "paired_difference_at",
     "counts_for",
     "interval_table",
+    # pooling
+    "INTERVAL_METHOD",
+    "Units",
+    "Pooled",
+    "pool",
+    "expanded_interval",
+    "unit_of",
+    "replicate_groups",
+    "fold_counts",
+    # coverage
+    "Coverage",
+    "simulate_scores",
+    "population_eer",
+    "interval_coverage",
     # width
     "spearman",
     "permutation_pvalue",
@@ -146,6 +187,7 @@ __all__ = [
     "criteria_comparison",
     # claims
     "CLAIMS",
+    "PAPERS_REPORT",
     "VERDICTS",
     "verdict",
     "judge_claims",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from .. import statistics as st
 from ..errors import DataError
 from ..models import build_model, count_parameters
 from .intervals import _check_same_pairs, _ci, _metric_values, finite_or_none, fmt_interval
+from .pooling import Pooled, Units, pool, replicate_groups, unit_of
 from .runs import (
     CONTROL_CRITERION,
     ORIGINAL,
@@ -35,6 +36,7 @@ from .width import width_null_position
 
 __all__ = [
     "CLAIMS",
+    "PAPERS_REPORT",
     "VERDICTS",
     "verdict",
     "judge_claims",
@@ -52,6 +54,17 @@ CLAIMS = {
     "C5": "SqueezeNet loses 24% of its parameters (SqueezerFaceNet) at no appreciable loss",
     "C6": "across the networks a large share of filters can go with minimal loss",
     "C7": "the filters of the layers with the most output channels tend to be removed first",
+}
+#: What the papers report for each claim, in their own numbers (docs/PAPERS.md; paper 1:
+#: SqueezerFaceNet, VGGFace2-Pose; paper 2: the comparative study, whose EER tables are not public).
+PAPERS_REPORT = {
+    "C1": "paper 1: 10-15% of filters removed, slightly lower EER",
+    "C2": "paper 1: 5-image EER unchanged up to 30-40% of filters removed",
+    "C3": "paper 1: 1-image EER rises past about 15% of filters removed",
+    "C4": "papers 1, 2: fine-tuning recovers part of each step's loss",
+    "C5": "paper 1: 1.24M -> 0.94M parameters (-24%) at no appreciable loss",
+    "C6": "paper 2: a large share of filters, minimal loss (no public table)",
+    "C7": "paper 2: the widest layers lose filters first (layer plots)",
 }
 #: What :func:`verdict` can say of a claim.
 VERDICTS = ("holds", "refuted", "inconclusive")
@@ -74,28 +87,54 @@ def verdict(estimate: float, low: float, high: float, *, threshold: float, direc
 
 @dataclass
 class _Judge:
-    """What every claim needs: the runs, their scores, the resamples and the tolerance."""
+    """What every claim needs: the main runs, their replicates (:mod:`.pooling`), the scores of
+    both, the identity resamples of every fold and the tolerance."""
 
     runs: Mapping[str, PruneRun]
     scores: Mapping[str, RunScores]
-    counts: np.ndarray
+    counts: Mapping[int, np.ndarray]
     tolerance: float
     level: float = 0.95
+    replicate_runs: Mapping[str, PruneRun] = field(default_factory=dict)
+    replicates: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
-    def values(self, key: str, row: tuple[int, str], metric: str) -> tuple[float, np.ndarray]:
-        rs = self.scores[key]
-        return _metric_values(rs, rs.row(*row), metric, self.counts)
+    def _members(self, key: str) -> dict[tuple[int, int], str]:
+        """The runs that measure ``key``'s quantity, by training run: itself and its replicates."""
+        everyone = {**self.replicate_runs, **self.runs}
+        keys = [k for k in (key, *self.replicates.get(key, ())) if k in self.scores]
+        return {unit_of(everyone[k]): k for k in keys}
+
+    def units(self, key: str, row: tuple[int, str], metric: str) -> Units:
+        """``metric`` at ``row`` on every training run of ``key``, with identity replicates."""
+        out = {}
+        for unit, k in self._members(key).items():
+            rs = self.scores[k]
+            out[unit] = _metric_values(rs, rs.row(*row), metric, self.counts[unit[0]])
+        return Units(out)
+
+    def pool(self, units: Units) -> Pooled:
+        ids = {f: c.shape[1] for f, c in self.counts.items()}
+        return pool(units, identities=ids, level=self.level)
 
     def diff(self, a: tuple[str, tuple[int, str]], b: tuple[str, tuple[int, str]], metric: str):
-        _check_same_pairs(self.scores[a[0]], self.scores[b[0]], metric.partition("/")[0])
-        (ea, ra), (eb, rb) = self.values(*a, metric), self.values(*b, metric)
-        return st.paired_difference(ra, rb, estimate=ea - eb, level=self.level)
+        """``metric`` at run-row ``a`` minus at ``b``, paired within every training run both
+        have, pooled over them (:func:`.pooling.pool`)."""
+        ma, mb = self._members(a[0]), self._members(b[0])
+        for unit in set(ma) & set(mb):
+            _check_same_pairs(
+                self.scores[ma[unit]], self.scores[mb[unit]], metric.partition("/")[0]
+            )
+        return self.pool(self.units(*a, metric) - self.units(*b, metric))
 
 
 def _entry(
     cid: str, metric: str, iv: st.Interval, threshold: float, direction: str, detail: str
 ) -> dict:
-    """One verdict line; ``cid`` like ``"C6/resnet50"`` takes its claim text from ``C6``."""
+    """One verdict line; ``cid`` like ``"C6/resnet50"`` takes its claim text from ``C6``; a
+    pooled interval (:class:`.pooling.Pooled`) also says what it rests on."""
+    extra = {}
+    if isinstance(iv, Pooled):
+        extra = {k: v for k, v in iv.as_dict().items() if k not in ("estimate", "low", "high")}
     return {
         "id": cid,
         "claim": CLAIMS[cid.split("/")[0]],
@@ -106,6 +145,7 @@ def _entry(
         "threshold": threshold,
         "verdict": verdict(iv.estimate, iv.low, iv.high, threshold=threshold, direction=direction),
         "detail": detail,
+        **extra,
     }
 
 
@@ -200,18 +240,16 @@ def _claim_c4(j: _Judge, main: Mapping[str, str], metric: str = "t1/eer") -> dic
         if not steps:
             entries.append(_unjudged(f"C4/{arch}", metric, 0.0, f"{key}: no fine-tuned step"))
             continue
-        est, reps = 0.0, 0.0
-        for s in steps:
-            (ep, rp), (ef, rf) = (
-                j.values(key, (s, "pruned"), metric),
-                j.values(key, (s, "finetuned"), metric),
-            )
-            est, reps = est + (ep - ef) / len(steps), reps + (rp - rf) / len(steps)
-        low, high = st.percentile_interval(reps, j.level)
+        diffs = [
+            j.units(key, (s, "pruned"), metric) - j.units(key, (s, "finetuned"), metric)
+            for s in steps
+        ]
+        total = diffs[0]
+        for d in diffs[1:]:
+            total = total + d
+        iv = j.pool(total * (1 / len(steps)))
         detail = f"{key}: mean over {len(steps)} steps of pruned minus fine-tuned"
-        entries.append(
-            _entry(f"C4/{arch}", metric, st.Interval(est, low, high), 0.0, "above", detail)
-        )
+        entries.append(_entry(f"C4/{arch}", metric, iv, 0.0, "above", detail))
     return [*entries, _combine("C4", entries, 0.0, "every network's fine-tuning must recover")]
 
 
@@ -339,7 +377,8 @@ def judge_claims(
     scores: Mapping[str, RunScores],
     *,
     tolerance: float,
-    counts: np.ndarray,
+    counts: np.ndarray | Mapping[int, np.ndarray],
+    replicates: Mapping[str, PruneRun] | None = None,
     controls: Mapping[str, str] | None = None,
     main: Mapping[str, str] | None = None,
     squeezenet: str = "squeezenet",
@@ -349,10 +388,16 @@ def judge_claims(
     level: float = 0.95,
 ) -> list[dict]:
     """Verdicts on the claims C1-C7 of docs/PAPERS.md, one dict per line: ``id``, ``claim``,
-    ``metric``, ``estimate``, ``low``, ``high`` (the ``level`` identity-bootstrap percentile
-    interval over ``counts``, paired: both sides of a difference on the same resamples),
-    ``threshold``, ``verdict`` (:func:`verdict`), ``detail``. Sub-lines (``C4/<arch>``,
+    ``metric``, ``estimate``, ``low``, ``high`` (the ``level`` interval of
+    :func:`.pooling.pool`: identity resamples ``counts`` of every fold, ``{fold: counts}``
+    (:func:`.pooling.fold_counts`; one array when every run is one fold), paired: both sides of a
+    difference on the same resamples), ``threshold``, ``verdict`` (:func:`verdict`), ``detail``
+    and what the interval rests on (``identities``, ``folds``, ``training_runs``,
+    ``identity_low``, ``identity_high``, ``run_sd``, ``run_share``). Sub-lines (``C4/<arch>``,
     ``C6/<arch>``, ``C7/<run>``, ``C1/control``) come before their combined line.
+
+    ``replicates``: runs repeating runs of ``runs`` on other folds or seeds
+    (:func:`.pooling.replicate_groups`); the claims C1-C6 pool them with the run they repeat.
 
     ``main`` defaults to :func:`main_runs`, ``controls`` to :func:`control_runs`; runs without
     scores are left out (a claim whose run is missing is ``inconclusive``). ``tolerance`` is
@@ -360,10 +405,15 @@ def judge_claims(
     """
     main = dict(main_runs(runs) if main is None else main)
     controls = control_runs(runs) if controls is None else controls
+    replicates = dict(replicates or {})
+    everyone = {**replicates, **runs}
     for key, rs in scores.items():
-        if key in runs:
-            check_scores(runs[key], rs)
-    j = _Judge(runs, scores, counts, tolerance, level)
+        if key in everyone:
+            check_scores(everyone[key], rs)
+    if not isinstance(counts, Mapping):
+        counts = {unit_of(r)[0]: counts for r in everyone.values()}
+    groups = replicate_groups(runs, replicates)
+    j = _Judge(runs, scores, counts, tolerance, level, replicates, groups)
     sq = main.get(squeezenet)
     tol = tolerance
     return [
@@ -387,6 +437,9 @@ def _claims_compact(claims: Sequence[Mapping]) -> dict:
             "estimate": finite_or_none(c["estimate"]),
             "ci": _ci(c["low"], c["high"]),
             "metric": c["metric"],
+            "threshold": finite_or_none(c["threshold"]),
+            **{k: c[k] for k in ("identities", "training_runs") if k in c},
+            **({"run_share": finite_or_none(c["run_share"])} if "run_share" in c else {}),
             **{k: c[k] for k in ("null", "null_uniform", "null_normalised") if k in c},
             # a claim over several networks shows one's numbers: which (the sub-line's name)
             **({"numbers_of": c["shown"].partition("/")[2]} if c.get("shown") else {}),
@@ -407,10 +460,14 @@ def claims_table(
     rows = [
         {
             "claim": cid,
-            "the papers report": CLAIMS.get(cid, cid),
+            "the papers report": PAPERS_REPORT.get(cid, CLAIMS.get(cid, cid)),
             "verdict": c["verdict"],
             "ours: estimate [95% interval]": fmt_interval(
                 c["estimate"], *(c["ci"] or [None, None]), sign=True
+            ),
+            "threshold": "" if c.get("threshold") is None else f"{c['threshold']:+.2f}",
+            "identities x runs": (
+                f"{c['identities']} x {c['training_runs']}" if "training_runs" in c else ""
             ),
             "measured as": c["metric"],
             **({"numbers of": deciding.get(cid, "")} if lines is not None else {}),

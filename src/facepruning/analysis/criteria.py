@@ -13,8 +13,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .. import statistics as st
-from .intervals import _check_same_pairs, _ci, _Replicates, finite_or_none
+from .intervals import _check_same_pairs, _ci, _difference, _Replicates, finite_or_none
+from .pooling import expanded_interval
 from .runs import CONTROL_CRITERION, MAIN_CRITERION, PruneRun
 from .selection import _chain, interpolate_at
 
@@ -48,10 +48,12 @@ def _curve_at(run: PruneRun, reps: _Replicates, grid, metric: str, stage: str):
     return est, np.stack([np.interp(grid, xs, r[:, b]) for b in range(r.shape[1])], axis=1)
 
 
-def _share_rows(variant: str, run: PruneRun, grid, est, rep, level: float) -> list[dict]:
+def _share_rows(variant: str, run: PruneRun, grid, est, rep, n: int, level: float) -> list[dict]:
     rows = []
     for k, (p, e) in enumerate(zip(grid, est, strict=True)):
-        low, high = st.percentile_interval(rep[k], level) if rep is not None else (np.nan,) * 2
+        low, high = (
+            expanded_interval(rep[k], e, n=n, level=level) if rep is not None else (np.nan,) * 2
+        )
         row = {"variant": variant, "run": run.key, "share": f"{p:.4f}", "estimate": e}
         rows.append({**row, "low": low, "high": high})
     return rows
@@ -64,16 +66,18 @@ def _mean_against(variant, run, curve, ref, reps, metric, level) -> tuple[dict, 
     item = {"run": run.key, "mean": finite_or_none(mean)}
     mean_row = {"variant": variant, "run": run.key, "share": "mean", "estimate": mean}
     if rep is not None:
-        low_high = st.percentile_interval(rep.mean(axis=0), level)
+        n = reps.counts.shape[1]
+        low_high = expanded_interval(rep.mean(axis=0), mean, n=n, level=level)
         mean_row.update(zip(("low", "high"), low_high, strict=True))
     rows = [mean_row]
     if variant != ref_variant and rep is not None and ref_rep is not None:
         _check_same_pairs(reps.scores[run.key], reps.scores[ref_run.key], metric.partition("/")[0])
-        iv = st.paired_difference(
+        iv = _difference(
             rep.mean(axis=0),
             ref_rep.mean(axis=0),
-            estimate=mean - float(np.mean(ref_est)),
-            level=level,
+            mean - float(np.mean(ref_est)),
+            reps.counts.shape[1],
+            level,
         )
         item["diff"], item["diff_ci"] = finite_or_none(iv.estimate), _ci(iv.low, iv.high)
         share = f"mean minus {ref_variant}"
@@ -115,7 +119,7 @@ def criteria_comparison(
     table = [
         row
         for v, (est, rep) in curves.items()
-        for row in _share_rows(v, mine[v], grid, est, rep, level)
+        for row in _share_rows(v, mine[v], grid, est, rep, reps.counts.shape[1], level)
     ]
     ref = (ref_run.label, ref_run, *curves[ref_run.label])
     out = {}

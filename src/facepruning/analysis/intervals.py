@@ -24,6 +24,7 @@ import pandas as pd
 from .. import statistics as st
 from .. import verification
 from ..errors import DataError
+from .pooling import expanded_interval
 from .runs import PruneRun, RunScores, check_scores
 
 __all__ = [
@@ -106,15 +107,15 @@ def point_intervals(
     run_scores: RunScores, counts: np.ndarray, fars: Sequence[float] = (0.01,), level: float = 0.95
 ) -> pd.DataFrame:
     """For every row: EER (``t1``, and ``t5`` when present) and TAR at each of ``fars`` (``t1``)
-    with its identity-bootstrap percentile interval; columns step, stage, metric, estimate,
-    low, high (one line per row and metric)."""
+    with its identity-bootstrap interval (expanded percentile, :mod:`.pooling`); columns step,
+    stage, metric, estimate, low, high (one line per row and metric)."""
     metrics = [f"{b}/eer" for b in ("t1", "t5") if b in run_scores.scores]
     metrics += [f"t1/{verification.far_key(f)}" for f in fars if "t1" in run_scores.scores]
     out = []
     for r, (step, stage) in enumerate(run_scores.rows[["step", "stage"]].itertuples(index=False)):
         for metric in metrics:
             estimate, reps = _metric_values(run_scores, r, metric, counts)
-            low, high = st.percentile_interval(reps, level)
+            low, high = expanded_interval(reps, estimate, n=counts.shape[1], level=level)
             out.append((int(step), stage, metric, estimate, low, high))
     return pd.DataFrame(out, columns=["step", "stage", "metric", "estimate", "low", "high"])
 
@@ -129,6 +130,12 @@ def _check_same_pairs(x: RunScores, y: RunScores, block: str) -> None:
         )
 
 
+def _difference(ra, rb, estimate: float, n: int, level: float) -> st.Interval:
+    """``a - b`` on the same resamples, with the expanded interval (:mod:`.pooling`)."""
+    d = np.asarray(ra, dtype=np.float64) - np.asarray(rb, dtype=np.float64)
+    return st.Interval(float(estimate), *expanded_interval(d, estimate, n=n, level=level))
+
+
 def paired_difference_at(
     run_a_scores: RunScores,
     row_a: tuple[int, str],
@@ -139,11 +146,11 @@ def paired_difference_at(
     level: float = 0.95,
 ) -> dict[str, float]:
     """``metric`` at row ``row_a`` = (step, stage) of run a minus at ``row_b`` of run b, on the
-    same identity resamples: ``{estimate, low, high}`` (the percentile interval)."""
+    same identity resamples: ``{estimate, low, high}`` (the expanded percentile interval)."""
     _check_same_pairs(run_a_scores, run_b_scores, metric.partition("/")[0])
     ea, ra = _metric_values(run_a_scores, run_a_scores.row(*row_a), metric, counts)
     eb, rb = _metric_values(run_b_scores, run_b_scores.row(*row_b), metric, counts)
-    return st.paired_difference(ra, rb, estimate=ea - eb, level=level).as_dict()
+    return _difference(ra, rb, ea - eb, counts.shape[1], level).as_dict()
 
 
 def counts_for(scores: Mapping[str, RunScores], n_resamples: int = 1000, seed: int = 0):
@@ -176,12 +183,13 @@ class _Replicates:
 
     def interval(self, key: str, row: tuple[int, str], metric: str, level: float) -> st.Interval:
         estimate, reps = self.get(key, row, metric)
-        return st.Interval(estimate, *st.percentile_interval(reps, level))
+        n = self.counts.shape[1]
+        return st.Interval(estimate, *expanded_interval(reps, estimate, n=n, level=level))
 
     def diff(self, a, b, metric: str, level: float) -> st.Interval:
         _check_same_pairs(self.scores[a[0]], self.scores[b[0]], metric.partition("/")[0])
         (ea, ra), (eb, rb) = self.get(*a, metric), self.get(*b, metric)
-        return st.paired_difference(ra, rb, estimate=ea - eb, level=level)
+        return _difference(ra, rb, ea - eb, self.counts.shape[1], level)
 
 
 def interval_table(

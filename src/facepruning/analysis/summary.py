@@ -144,6 +144,7 @@ def summarize(
     arch_order: Sequence[str] = ("squeezenet", "mobilenet_v2", "resnet50"),
     squeezenet: str = "squeezenet",
     level: float = 0.95,
+    evidence: Mapping | None = None,
 ) -> Summary:
     """Everything the analysis reports, from the loaded runs, their scores and ``claims``
     (:func:`judge_claims`). ``compact`` (``metrics/analysis.json``, :data:`SCHEMA`)::
@@ -157,7 +158,10 @@ def summarize(
             variants.<variant>: {run, mean, diff, diff_ci}   (diff: minus the reference)
         squeezerfacenet: run, step, stage, metric, params, params_saved_pct,
             filters_removed_pct, eer, eer_ci
-        claims.<C1..C7>: verdict, estimate, ci, metric
+        claims.<C1..C7>: verdict, estimate, ci, metric, threshold, and for C1-C6 what the
+            interval rests on: identities, training_runs, run_share (numbers_of: whose numbers)
+        evidence: ``evidence`` as given (notebook 04: interval_method, resamples, coverage, and
+            per network the test_identities, folds, seeds and training_runs of its claims)
 
     ``*_ci`` are ``[low, high]`` (``level`` identity-bootstrap percentile intervals; None
     without scores); ``dvc metrics show`` lists :func:`headline` of this, not this.
@@ -192,6 +196,7 @@ def summarize(
         "criteria": criteria or None,
         "squeezerfacenet": pick,
         "claims": _claims_compact(claims),
+        **({"evidence": dict(evidence)} if evidence is not None else {}),
     }
     tables = {
         "intervals": intervals,

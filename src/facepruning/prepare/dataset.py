@@ -193,11 +193,17 @@ class _Decoder:
 
 
 def _split_arguments(
-    source: _Source, *, seed: int, val_per_identity: int, min_images_per_identity: int
+    source: _Source,
+    *,
+    seed: int,
+    fold: int,
+    val_per_identity: int,
+    min_images_per_identity: int,
 ) -> dict[str, Any]:
     """The keyword arguments of :func:`build_manifest` (used again after dropping images)."""
     return dict(
         seed=seed,
+        fold=fold,
         test_identities=source.test,
         val_per_identity=val_per_identity,
         min_images_per_identity=min_images_per_identity,
@@ -324,6 +330,7 @@ def prepare_dataset(
     bbox_file: str | os.PathLike = "",
     seed: int = 0,
     test_identities: int = 10,
+    fold: int = 0,
     val_per_identity: int = 2,
     min_images_per_identity: int = 4,
     resize: int = 73,
@@ -339,7 +346,8 @@ def prepare_dataset(
     ``folder`` (any folder-per-identity tree), ``lfw`` (``data_root`` = the ``lfw/`` folder,
     ``protocol_file`` = ``pairs.txt``), ``vggface2`` (optional ``protocol_file`` =
     ``test_posetemp_imglist.txt``, optional ``bbox_file`` = ``loose_bb_*.csv``). Without a
-    protocol file, verification uses all pairs among ``test_identities`` random identities.
+    protocol file, verification uses all pairs among ``test_identities`` random identities
+    (``fold`` k: the (k+1)-th disjoint group of them, :func:`~.manifest.split_identities`).
     ``on_error``: ``"raise"`` stops at the first unreadable image, naming it; ``"skip"`` leaves
     unreadable images out, lists them in dataset.json under ``skipped`` and prints their count
     (without ``cache`` only the images sampled for the statistics are decoded here).
@@ -364,6 +372,7 @@ def prepare_dataset(
     split_args = _split_arguments(
         source,
         seed=seed,
+        fold=fold,
         val_per_identity=val_per_identity,
         min_images_per_identity=min_images_per_identity,
     )

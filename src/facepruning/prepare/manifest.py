@@ -40,11 +40,14 @@ def split_identities(
     *,
     test_identities: int | Collection[str],
     seed: int,
+    fold: int = 0,
 ) -> tuple[list[str], list[str]]:
     """Split ``identities`` into ``(train, test)``, both in the order given.
 
     ``test_identities`` is either a count (drawn at random with ``seed``) or the names fixed by an
-    evaluation protocol (LFW pairs, VGGFace2 pose list).
+    evaluation protocol (LFW pairs, VGGFace2 pose list). With a count, ``fold`` k tests the
+    (k+1)-th of disjoint groups drawn one after another from the identities not drawn yet: the
+    folds of one seed never share a test identity, and fold 0 is the plain draw.
     """
     identities = list(identities)
     if isinstance(test_identities, (int, np.integer)):
@@ -53,9 +56,23 @@ def split_identities(
             raise ParameterError(
                 f"test_identities={k} but only {len(identities)} identities are available"
             )
-        chosen = np.random.default_rng(seed).choice(len(identities), size=k, replace=False)
+        if (fold + 1) * k > len(identities):
+            raise ParameterError(
+                f"fold={fold} needs {(fold + 1) * k} identities ({fold + 1} disjoint groups of "
+                f"test_identities={k}) but only {len(identities)} are available: lower fold or "
+                "test_identities"
+            )
+        rng, left = np.random.default_rng(seed), np.arange(len(identities))
+        for _ in range(fold + 1):
+            chosen = left[rng.choice(left.size, size=k, replace=False)]
+            left = np.setdiff1d(left, chosen)
         test = {identities[i] for i in chosen}
     else:
+        if fold:
+            raise ParameterError(
+                f"fold={fold}, but the protocol fixes the test identities: folds split a drawn "
+                "set of identities; leave fold at 0 with a protocol file"
+            )
         test = set(test_identities)
         unknown = sorted(test - set(identities))
         if unknown:
@@ -126,10 +143,13 @@ def _split_eligible(
     test_identities: int | Collection[str],
     min_images: int,
     seed: int,
+    fold: int = 0,
 ) -> tuple[list[str], list[str]]:
     """``(train, test)`` identities, checking that enough of them are left to train on."""
     if fixed is not None:
-        train_ids, test_ids = split_identities(eligible, test_identities=fixed, seed=seed)
+        train_ids, test_ids = split_identities(
+            eligible, test_identities=fixed, seed=seed, fold=fold
+        )
         if len(train_ids) < 2:
             raise DataError(
                 f"only {len(train_ids)} training identities (outside the protocol's test "
@@ -149,7 +169,7 @@ def _split_eligible(
             f"{min_images} images; {needed} are needed (test_identities={k} "
             "plus at least 2 to train on): lower min_images_per_identity or test_identities"
         )
-    return split_identities(eligible, test_identities=k, seed=seed)
+    return split_identities(eligible, test_identities=k, seed=seed, fold=fold)
 
 
 def _manifest_rows(
@@ -215,6 +235,7 @@ def build_manifest(
     test_identities: int | Collection[str],
     val_per_identity: int,
     min_images_per_identity: int,
+    fold: int = 0,
     pose: pd.DataFrame | None = None,
     boxes: Mapping[str, Box] | None = None,
     box_lines: Mapping[str, int] | None = None,
@@ -225,7 +246,9 @@ def build_manifest(
     with fewer than ``min_images_per_identity`` images are skipped with a warning (protocol-fixed
     test identities excepted: LFW keeps people with a single image). With ``pose`` (the VGGFace2
     pose list) the listed identities are the test identities and only the listed images are kept
-    for them. ``label`` numbers the training identities in sorted order; test rows get -1.
+    for them. ``fold`` picks one of disjoint groups of drawn test identities
+    (:func:`split_identities`). ``label`` numbers the training identities in sorted order; test
+    rows get -1.
     ``boxes`` adds the face box columns, ``box_lines`` (the box file's line of each box) the
     ``box_line`` column that lets errors about a box name its line.
     """
@@ -238,6 +261,7 @@ def build_manifest(
         test_identities=test_identities,
         min_images=min_images_per_identity,
         seed=seed,
+        fold=fold,
     )
     rows = _manifest_rows(
         tree,

@@ -25,6 +25,7 @@ __all__ = [
     "evaluate",
     "data_identity",
     "data_fingerprint",
+    "fold_of",
     "claimed",
 ]
 
@@ -81,6 +82,12 @@ def training_data(
 def data_identity(info: Mapping[str, Any]) -> dict[str, Any]:
     """What of dataset.json determines a result (not where the data lies)."""
     return {k: v for k, v in info.items() if k not in ("data_root", "parameters")}
+
+
+def fold_of(info: Mapping[str, Any]) -> int:
+    """Which disjoint group of test identities the prepared data holds out (prepare's ``fold``;
+    0 for data prepared before folds existed)."""
+    return int(info.get("parameters", {}).get("fold", 0))
 
 
 def data_fingerprint(data_dir: str | os.PathLike, info: Mapping[str, Any]) -> str:

@@ -39,6 +39,7 @@ from .common import (
     data_fingerprint,
     data_identity,
     evaluate,
+    fold_of,
     threshold_of,
     training_data,
 )
@@ -124,12 +125,20 @@ class PruneStageRun:
 
 
 def _prune_summary(
-    p: PruneParameters, history: pd.DataFrame, layers: pd.DataFrame, correlation: float
+    p: PruneParameters,
+    history: pd.DataFrame,
+    layers: pd.DataFrame,
+    correlation: float,
+    *,
+    fold: int,
 ) -> dict:
     final, original = history.iloc[-1], history.iloc[0]
     control = p.criterion == CONTROL
     return {
         "run": p.run,
+        # which training run this is: runs that differ only here are replicates (analysis)
+        "fold": fold,
+        "seed": p.seed,
         "arch": p.arch,
         "criterion": p.criterion,
         "normalize_scores": p.normalize_scores,
@@ -429,7 +438,7 @@ def _run(p: PruneParameters) -> PruneStageRun:
     correlation = width_rank_correlation(layers.iloc[:, 0], layers.iloc[:, -1])
     summary: dict[str, Any] = {}
     if here.is_main:
-        summary = _prune_summary(p, history, layers, correlation)
+        summary = _prune_summary(p, history, layers, correlation, fold=fold_of(inputs.info))
         artifacts.save_torch(p.scores_path, pair_scores)
         pruned_meta = {
             **meta,
