@@ -333,6 +333,22 @@ def _engine_tally(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _phases(sec: dict[str, Any]) -> list[str]:
+    out = ["## 8. Where a pruning run's time goes", "", sec["note"] + ".", ""]
+    names = list(next(iter(sec["runs"].values()))["seconds"])
+    rows = [
+        [
+            arch,
+            str(r["steps"]),
+            f"{r['total_s']:.0f}",
+            *(f"{100 * r['seconds'][n] / r['total_s']:.0f}%" for n in names),
+        ]
+        for arch, r in sec["runs"].items()
+    ]
+    out += _table(["network", "steps", "total s", *(n.replace("_", " ") for n in names)], rows)
+    return out
+
+
 RENDER = {
     "inference": _inference,
     "training": _training,
@@ -341,6 +357,7 @@ RENDER = {
     "data": _data,
     "pipeline": _pipeline,
     "engine": _engine,
+    "phases": _phases,
 }
 
 

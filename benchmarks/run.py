@@ -18,7 +18,10 @@ Sections (``--only NAME[,NAME]`` runs some of them, ``--skip NAME`` leaves some 
   (lines of user code, seconds per step, parameters and MACs after, pruned == masked);
 - ``pipeline``: wall time, CPU time and peak memory of each pipeline stage, run as notebooks
   with short parameters. Opt-in (``--all`` or ``--only pipeline``): it starts seven notebook
-  kernels and takes minutes even on a quiet machine.
+  kernels and takes minutes even on a quiet machine;
+- ``phases``: where a full-size pruning run's time goes (scoring, removal, BatchNorm
+  re-estimation, evaluation, fine-tuning), on the pipeline's trained networks. Opt-in, after
+  ``make repro``.
 
 ``--quick`` is a tiny version of the default sections (the functional test uses it). A run with
 ``--only`` merges its sections into an existing ``results.json`` of the same mode, so
@@ -43,8 +46,8 @@ import report  # noqa: E402
 import torch  # noqa: E402
 from common import ROOT, Settings, machine_info  # noqa: E402
 
-SECTIONS = ("inference", "training", "scoring", "surgery", "data", "pipeline", "engine")
-OPT_IN = ("pipeline",)
+SECTIONS = ("inference", "training", "scoring", "surgery", "data", "pipeline", "engine", "phases")
+OPT_IN = ("pipeline", "phases")
 
 
 def _section(name: str):
@@ -72,6 +75,10 @@ def _section(name: str):
         import bench_engine
 
         return bench_engine.run
+    if name == "phases":
+        import bench_phases
+
+        return bench_phases.run
     import bench_pipeline
 
     return bench_pipeline.run

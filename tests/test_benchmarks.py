@@ -154,3 +154,44 @@ def test_the_chosen_multiple_is_never_slower_first_then_best_in_the_worst_case()
     assert choose_multiple(all_sometimes_slower) == 16  # beats 8 by more than the margin
     within_margin = rows(1, 0.4, 1.2) + rows(8, 0.75, 1.1) + rows(16, 0.77, 1.1)
     assert choose_multiple(within_margin) == 8
+
+
+def test_perturbed_kernels_report_tells_a_crossed_verdict_from_a_moved_one():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from perturbed_kernels import compare, markdown
+
+    def line(verdict, est):
+        return {"verdict": verdict, "estimate": est, "low": est - 0.01, "high": est + 0.01}
+
+    before = {"C1": line("holds", -0.02), "C3": line("holds", 0.03), "C5": line("refuted", 0.05)}
+    after = {"C1": line("holds", -0.03), "C3": line("inconclusive", 0.0), "C5": line("holds", 0)}
+    rows = {r["id"]: r["change"] for r in compare(before, after)}
+    assert rows == {"C1": "same", "C3": "moved", "C5": "crossed"}
+    text = markdown(compare(before, after))
+    assert "Crossed between holds and refuted: C5." in text
+    assert "Moved to or from inconclusive: C3." in text
+    assert "| C3 | +0.030 [+0.020, +0.040] holds | +0.000 [-0.010, +0.010] inconclusive |" in text
+    same = markdown(compare(before, before))
+    assert "No verdict crossed" in same and "No verdict moved" in same
+
+
+def test_phase_clock_counts_a_nested_phase_in_the_inner_one_only():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_phases import PhaseClock
+
+    now = [0.0]
+    clock = PhaseClock(now=lambda: now[0])
+
+    def wait(seconds):
+        now[0] += seconds
+
+    inner = clock.wrap("removal", lambda: wait(2.0))
+
+    def outer():
+        wait(1.0)
+        inner()
+        wait(4.0)
+
+    clock.wrap("scoring", outer)()
+    assert clock.seconds["removal"] == 2.0 and clock.seconds["scoring"] == 5.0
+    assert clock.seconds["evaluation"] == 0.0

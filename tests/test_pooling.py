@@ -123,9 +123,14 @@ def test_replicates_join_their_run_and_may_not_repeat_a_training_run():
         pooling.replicate_groups(runs, {"again": _run("again", 0, 0)})
 
 
-def test_the_pooled_interval_covers_the_population_eer_better_than_the_percentile_one():
+@pytest.mark.parametrize(("identities", "folds"), [(10, 1), (40, 4)])
+def test_the_pooled_interval_covers_the_population_eer_better_than_the_percentile_one(
+    identities, folds
+):
     truth = cv.population_eer(identities=200, sets=4)
-    result = cv.interval_coverage(identities=10, sets=150, resamples=500, images=6, truth=truth)
+    result = cv.interval_coverage(
+        identities=identities, folds=folds, sets=150, resamples=500, images=6, truth=truth
+    )
     assert result.pooled >= 0.9
     assert result.pooled > result.percentile
     assert result.pooled_width > result.percentile_width

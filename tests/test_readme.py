@@ -20,13 +20,17 @@ def _interval(est, low, high):
 
 
 SYNTHETIC = {
-    "schema": 2,
+    "schema": 3,
     "eer_tolerance": 0.02,
-    "main_runs": {"squeezenet": "squeezenet-taylor_activation"},
+    "main_runs": {
+        "squeezenet": "squeezenet-taylor_activation",
+        "resnet50": "resnet50-taylor_activation",
+    },
     "networks": {
         "squeezenet": {
             "run": "squeezenet-taylor_activation",
             "control": "squeezenet-control",
+            "test_identities": 10,
             "converged": True,
             "filters_removed_pct": 60.1,
             "params": [743834, 191608],
@@ -77,12 +81,20 @@ SYNTHETIC = {
     },  # fmt: skip
     "claims": {
         "C1": {
+            "papers": "paper 1: slightly lower EER",
             "verdict": "holds",
+            "threshold": 0.0,
+            "identities": 40,
+            "training_runs": 6,
             "estimate": -0.018,
             "ci": [-0.03, -0.005],
             "metric": "t1/eer change",
+            "parts": {
+                "control": {"verdict": "inconclusive", "estimate": -0.01, "ci": [-0.03, 0.01]}
+            },
         },  # fmt: skip
         "C7": {
+            "papers": "paper 2: the widest layers first",
             "verdict": "holds",
             "estimate": 0.97,
             "ci": [0.8, 0.95],
@@ -91,12 +103,46 @@ SYNTHETIC = {
             "null_uniform": [-0.2, 0.3],
             "null_normalised": [0.8, 0.95],
             "numbers_of": "resnet50-taylor_activation",
+            "parts": {
+                "squeezenet-taylor_activation": {
+                    "verdict": "inconclusive",
+                    "estimate": 0.9,
+                    "ci": [0.85, 0.95],
+                },
+                "squeezenet-random": {"verdict": "inconclusive", "estimate": 0.3, "ci": [0.1, 0.4]},
+                "resnet50-taylor_activation": {
+                    "verdict": "holds",
+                    "estimate": 0.97,
+                    "ci": [0.8, 0.95],
+                },
+            },
+        },  # fmt: skip
+    },
+    "evidence": {
+        "interval_method": "expanded percentile",
+        "resamples": 10000,
+        "coverage": [
+            {"identities": 10, "folds": 1, "pooled": 0.931, "percentile": 0.882},
+            {"identities": 40, "folds": 4, "pooled": 0.948, "percentile": 0.921},
+        ],
+        "networks": {
+            "squeezenet": {
+                "test_identities": 40,
+                "folds": [0, 1, 2, 3],
+                "seeds": [0, 1, 2],
+                "training_runs": 6,
+            },
+            "resnet50": {"test_identities": 10, "folds": [0], "seeds": [0], "training_runs": 1},
         },  # fmt: skip
     },
 }
 
 README = """# title
 text before
+<!-- findings:begin -->
+<!-- findings:end -->
+<!-- evidence:begin -->
+<!-- evidence:end -->
 <!-- results:begin -->
 old table
 <!-- results:end -->
@@ -127,18 +173,40 @@ def test_render_synthetic_analysis():
     assert "random 0.162 (+0.043 [+0.020, +0.070] vs taylor_activation)" in blocks["criteria"]
     assert blocks["criteria"].index("taylor_activation 0.119") < blocks["criteria"].index("random")
     claims = blocks["claims"].splitlines()
-    assert claims[2].startswith("| C1 | pruning 10-15%") and claims[2].endswith("| holds |")
+    assert claims[2].startswith("| C1 | paper 1: slightly lower EER |")
+    assert claims[2].endswith("| +0.00 | 40 identities, 6 training runs | holds |")
     assert "-0.018 [-0.030, -0.005] (t1/eer change)" in claims[2]
     assert (
         "ρ +0.97 (random scores normalised per layer: [+0.80, +0.95], the verdict's null; "
-        "uniform random: [-0.20, +0.30]); numbers of ResNet50, taylor_activation, one of the "
-        "networks with this verdict" in claims[3]
+        "uniform random: [-0.20, +0.30]); numbers of ResNet50, taylor_activation; ρ against the "
+        "band of its null: SqueezeNet +0.90 [+0.85, +0.95]: inconclusive; ResNet50 +0.97 "
+        "[+0.80, +0.95]: holds | the null band |  | holds |" in claims[3]
     )
+    assert "random" not in claims[3].partition("band of its null")[2]  # main runs only
+    assert (
+        "against the equally trained control: -0.010 [-0.030, +0.010], inconclusive" in (claims[2])
+    )
+    findings = blocks["findings"]
+    assert "is not distinguishable from the control's for SqueezeNet (60% of filters removed: " in (
+        findings
+    )
+    assert "ResNet50" not in findings  # no control: not compared
+    assert "(lower is better; its main run: 10 test identities, one training run) is" in findings
+    assert "intervals that pool every fold and seed run: 2 holds (C1, C7)." in findings
+    assert "has 74% fewer parameters than SqueezeNet and a 1-image EER -0.002 [" in findings
+    evidence = blocks["evidence"]
+    assert "SqueezeNet on 40 test identities (4 folds of held-out identities, seeds 0, 1, 2: " in (
+        evidence
+    )
+    assert "6 training runs); ResNet50 on 10 test identities (1 fold" in evidence
+    assert "seed 0: 1 training run)" in evidence and "10,000 resamples" in evidence
+    assert "93.1% with 10 identities in 1 fold (the plain percentile interval: 88.2%)" in evidence
 
 
 def test_replace_blocks_keeps_everything_outside_the_markers(tmp_path):
     new = readme.replace_blocks(README, readme.render(SYNTHETIC))
-    assert new.startswith("# title\ntext before\n<!-- results:begin -->\n| network")
+    assert new.startswith("# title\ntext before\n<!-- findings:begin -->\nOf the papers' 2 claims")
+    assert "<!-- results:begin -->\n| network" in new
     assert "old table" not in new and "\nmiddle\n" in new and new.endswith("-->\nafter\n")
     assert readme.replace_blocks(new, readme.render(SYNTHETIC)) == new  # idempotent
     with pytest.raises(DataError, match="exactly one <!-- claims:begin -->"):
@@ -161,11 +229,29 @@ def test_schema_versions_agree():
     assert readme.SCHEMA == analysis.SCHEMA
 
 
+def test_the_command_fills_the_documents_beside_the_readme(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    Path("README.md").write_text(README)
+    Path("docs/PAPERS.md").write_text("x\n<!-- evidence:begin -->\n<!-- evidence:end -->\n")
+    Path("analysis.json").write_text(json.dumps(SYNTHETIC))
+    assert main(["readme", "--metrics", "analysis.json"]) == 0
+    assert "README.md updated" in capsys.readouterr().out
+    assert "The claims rest on SqueezeNet" in Path("docs/PAPERS.md").read_text()
+    assert "The claims rest on SqueezeNet" in Path("README.md").read_text()
+    Path("docs/PAPERS.md").write_text("<!-- evidence:begin -->\nstale\n<!-- evidence:end -->\n")
+    assert main(["readme", "--metrics", "analysis.json", "--check"]) == 2
+    assert "docs/PAPERS.md is out of date" in capsys.readouterr().err
+
+
 def test_readme_matches_the_committed_metrics():
     data = json.loads((ROOT / "metrics" / "analysis.json").read_text(encoding="utf-8"))
-    if data.get("schema") is None:  # the old layout, until the pipeline is rerun
-        pytest.skip("metrics/analysis.json predates schema 2: rerun dvc repro, then make repro")
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert readme.replace_blocks(text, readme.render(data)) == text, (
-        "README.md is out of date with metrics/analysis.json: run python -m facepruning readme"
+    assert data.get("schema") == readme.SCHEMA, (
+        "metrics/analysis.json predates this schema: rerun dvc repro, then make repro"
     )
+    rendered = readme.render(data)
+    for name, blocks in readme.DOCUMENTS.items():
+        text = (ROOT / name).read_text(encoding="utf-8")
+        assert readme.replace_blocks(text, {b: rendered[b] for b in blocks}) == text, (
+            f"{name} is out of date with metrics/analysis.json: run python -m facepruning readme"
+        )

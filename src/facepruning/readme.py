@@ -4,12 +4,15 @@
 ``metrics/analysis.json`` (written by notebook 04, :func:`facepruning.analysis.summarize`) and
 rewrites, in ``README.md``, whatever lies between each pair of markers::
 
+    <!-- findings:begin --> ... <!-- findings:end -->   what the study found, in three sentences
+    <!-- evidence:begin --> ... <!-- evidence:end -->   what the intervals rest on, their coverage
     <!-- results:begin --> ... <!-- results:end -->     per-network table, SqueezerFaceNet pick
     <!-- criteria:begin --> ... <!-- criteria:end -->   the criteria on SqueezeNet, one paragraph
     <!-- claims:begin --> ... <!-- claims:end -->       the papers' claims against ours
 
+docs/PAPERS.md, beside the README, carries the ``evidence`` block too (:data:`DOCUMENTS`).
 Everything outside the markers stays as written. The text is a pure function of the JSON, so a
-test can regenerate it and fail when README.md was left behind (``--check``).
+test can regenerate it and fail when a file was left behind (``--check``).
 """
 
 from __future__ import annotations
@@ -24,22 +27,14 @@ from .artifacts import read_json, write_text
 from .errors import DataError
 from .plots.style import NETWORK_LABELS
 
-__all__ = ["BLOCKS", "SCHEMA", "render", "replace_blocks", "update_readme"]
+__all__ = ["BLOCKS", "DOCUMENTS", "SCHEMA", "render", "replace_blocks", "update_readme"]
 
 #: The analysis.json layout this module reads (``analysis.SCHEMA``; kept here so the README
 #: generator never imports the analysis code and its dependencies).
-SCHEMA = 2
-BLOCKS = ("results", "criteria", "claims")
-#: How each claim is worded in the papers (docs/PAPERS.md).
-PAPERS = {
-    "C1": "pruning 10-15% of SqueezeNet's filters slightly improves results",
-    "C2": "with 5-image templates SqueezeNet holds its performance up to 30-40% removed",
-    "C3": "with 1-image templates SqueezeNet degrades past about 15% removed",
-    "C4": "fine-tuning recovers part of the loss",
-    "C5": "SqueezeNet 1.24M -> 0.94M parameters (SqueezerFaceNet) at no appreciable loss",
-    "C6": "across the three networks a large share of filters can go with minimal loss",
-    "C7": "the filters of the layers with the most output channels tend to be removed first",
-}
+SCHEMA = 3
+BLOCKS = ("findings", "evidence", "results", "criteria", "claims")
+#: The files ``python -m facepruning readme`` regenerates, and the blocks each holds.
+DOCUMENTS = {"README.md": BLOCKS, "docs/PAPERS.md": ("evidence",)}
 
 
 def _num(value, fmt: str = ".3f") -> str:
@@ -153,22 +148,141 @@ def _nulls(c: Mapping) -> str:
     return "; ".join(bands)
 
 
+def _rests_on(c: Mapping) -> str:
+    if "training_runs" not in c:
+        return ""
+    runs = c["training_runs"]
+    return f"{c['identities']} identities, {runs} training run{'s' if runs > 1 else ''}"
+
+
+def _network(key: str) -> str:
+    arch = key.partition("-")[0]
+    return NETWORK_LABELS.get(arch, arch)
+
+
+def _parts(c: Mapping, main: Mapping[str, str], fmt: str) -> list[str]:
+    """The sub-lines of a claim judged per network (C4, C6) or per main run (C7)."""
+    shown = [k for k in c.get("parts", {}) if k in main or k in main.values()]
+    return [
+        f"{_network(k)} {_num(p['estimate'], fmt)}{_ci(p['ci'], fmt)}: {p['verdict']}"
+        for k in shown
+        for p in [c["parts"][k]]
+    ]
+
+
 def _claims(a: Mapping) -> str:
     lines = [
-        "| | the papers report | ours: estimate [95% interval] | verdict |",
-        "|---|---|---|---|",
+        "| | the papers report | ours: estimate [95% interval] | threshold | rests on | verdict |",
+        "|---|---|---|---|---|---|",
     ]
+    main = a.get("main_runs", {})
     for cid, c in sorted(a["claims"].items(), key=lambda kv: int(kv[0][1:])):
-        if c["metric"].startswith("spearman"):
-            ours = f"ρ {_num(c['estimate'], '+.2f')} ({_nulls(c)})"
+        rho = c["metric"].startswith("spearman")
+        parts = _parts(c, main, "+.2f" if rho else "+.3f")
+        if rho:
+            ours, threshold = f"ρ {_num(c['estimate'], '+.2f')} ({_nulls(c)})", "the null band"
         else:
             ours = f"{_num(c['estimate'], '+.3f')}{_ci(c['ci'], '+.3f')} ({c['metric']})"
+            threshold = _num(c.get("threshold"), "+.2f")
         if c.get("numbers_of"):
-            arch, _, variant = c["numbers_of"].partition("-")
-            name = NETWORK_LABELS.get(arch, arch) + (f", {variant}" if variant else "")
-            ours += f"; numbers of {name}, one of the networks with this verdict"
-        lines.append(f"| {cid} | {PAPERS.get(cid, cid)} | {ours} | {c['verdict']} |")
+            name = _network(c["numbers_of"])
+            variant = c["numbers_of"].partition("-")[2]
+            ours += f"; numbers of {name}{', ' + variant if variant else ''}"
+        if len(parts) > 1:
+            what = "ρ against the band of its null" if rho else "per network"
+            ours += f"; {what}: " + "; ".join(parts)
+        if "control" in c.get("parts", {}):
+            p = c["parts"]["control"]
+            ours += (
+                f"; against the equally trained control: {_num(p['estimate'], '+.3f')}"
+                f"{_ci(p['ci'], '+.3f')}, {p['verdict']}"
+            )
+        row = [cid, c["papers"], ours, threshold, _rests_on(c), c["verdict"]]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _side(ci) -> str:
+    """How an EER difference from the control reads, by where its interval lies."""
+    if not ci or None in ci:
+        return "without an interval against the control's"
+    if ci[0] > 0:
+        return "worse than the control's"
+    return "better than the control's" if ci[1] < 0 else "not distinguishable from the control's"
+
+
+def _findings(a: Mapping) -> str:
+    """Three sentences: the claims' tally, what pruning did against the control, the pick."""
+    nets, identities = [], set()
+    for arch, n in a["networks"].items():
+        t1 = n.get("t1_eer") or {}
+        if t1.get("vs_control") is None:
+            continue
+        identities.add(n.get("test_identities"))
+        nets.append(
+            f"{_side(t1.get('vs_control_ci'))} for {NETWORK_LABELS.get(arch, arch)} "
+            f"({_num(n['filters_removed_pct'], '.0f')}% of filters removed: "
+            f"{_num(t1['vs_control'], '+.3f')}{_ci(t1.get('vs_control_ci'), '+.3f')})"
+        )
+    verdicts: dict[str, list[str]] = {}
+    for cid, c in sorted(a["claims"].items(), key=lambda kv: int(kv[0][1:])):
+        verdicts.setdefault(c["verdict"], []).append(cid)
+    tally = ", ".join(
+        f"{len(ids)} {v} ({', '.join(ids)})"
+        for v in ("holds", "refuted", "inconclusive")
+        if (ids := verdicts.get(v))
+    )
+    where = (
+        f"{identities.pop()} test identities, one training run"
+        if len(identities) == 1 and None not in identities
+        else "fold 0, one training run"
+    )
+    text = [
+        f"Of the papers' {len(a['claims'])} claims, judged on these data with 95% intervals "
+        f"that pool every fold and seed run: {tally}.",
+        "Against a control trained exactly as long with nothing removed, each network's final "
+        f"Taylor-pruned 1-image EER (lower is better; its main run: {where}) is "
+        + "; ".join(nets)
+        + ".",
+    ]
+    pick = a.get("squeezerfacenet")
+    if pick:
+        text.append(
+            f"The SqueezerFaceNet pick, chosen on validation images, has "
+            f"{_num(pick['params_saved_pct'], '.0f')}% fewer parameters than SqueezeNet and a "
+            f"1-image EER {_num(pick.get('eer_change'), '+.3f')}"
+            f"{_ci(pick.get('eer_change_ci'), '+.3f')} from the original's."
+        )
+    return " ".join(text)
+
+
+def _evidence(a: Mapping) -> str:
+    """What every interval rests on: identities and training runs per network, the interval
+    method and its measured coverage."""
+    ev = a.get("evidence")
+    if not ev:
+        return "(no evidence record in metrics/analysis.json: rerun the analysis stage)"
+    nets = []
+    for arch, n in ev["networks"].items():
+        folds, seeds = n["folds"], n["seeds"]
+        nets.append(
+            f"{NETWORK_LABELS.get(arch, arch)} on {n['test_identities']} test identities "
+            f"({len(folds)} fold{'s' if len(folds) > 1 else ''} of held-out identities, "
+            f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: "
+            f"{n['training_runs']} training run{'s' if n['training_runs'] > 1 else ''})"
+        )
+    cover = "; ".join(
+        f"{c['pooled']:.1%} with {c['identities']} identities in {c['folds']} "
+        f"fold{'s' if c['folds'] > 1 else ''} (the plain percentile interval: "
+        f"{c['percentile']:.1%})"
+        for c in ev["coverage"]
+    )
+    return (
+        "The claims rest on " + "; ".join(nets) + ". Every identity of a fold is tested by a "
+        "network that never saw it. Intervals: " + ev["interval_method"] + f", "
+        f"{ev['resamples']:,} resamples. On simulated verification sets of this size with a known "
+        f"population EER, the 95% interval contained it in {cover}."
+    )
 
 
 def render(analysis: Mapping) -> dict[str, str]:
@@ -179,6 +293,8 @@ def render(analysis: Mapping) -> dict[str, str]:
             "an older notebook 04; rerun the analysis stage (dvc repro analysis)"
         )
     return {
+        "findings": _findings(analysis),
+        "evidence": _evidence(analysis),
         "results": _results(analysis),
         "criteria": _criteria(analysis),
         "claims": _claims(analysis),
@@ -210,14 +326,25 @@ def update_readme(
     *,
     check: bool = False,
 ) -> bool:
-    """Regenerate the blocks of ``readme`` from ``metrics``; True when the text changed. With
-    ``check`` nothing is written: DataError when the README is out of date."""
-    path = Path(readme)
-    text = path.read_text(encoding="utf-8")
-    new = replace_blocks(text, render(read_json(metrics)))
-    if new == text:
-        return False
-    if check:
-        raise DataError(f"{path} is out of date with {metrics}: run python -m facepruning readme")
-    write_text(path, new)
-    return True
+    """Regenerate the blocks of ``readme`` and of the other :data:`DOCUMENTS` found beside it
+    (``docs/PAPERS.md`` relative to its folder) from ``metrics``; True when any text changed.
+    With ``check`` nothing is written: DataError when a file is out of date."""
+    rendered = render(read_json(metrics))
+    root = Path(readme).parent
+    documents = {Path(readme): BLOCKS}
+    documents |= {root / name: b for name, b in DOCUMENTS.items() if name != "README.md"}
+    changed = False
+    for path, blocks in documents.items():
+        if path != Path(readme) and not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        new = replace_blocks(text, {name: rendered[name] for name in blocks})
+        if new == text:
+            continue
+        if check:
+            raise DataError(
+                f"{path} is out of date with {metrics}: run python -m facepruning readme"
+            )
+        write_text(path, new)
+        changed = True
+    return changed

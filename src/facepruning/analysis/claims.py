@@ -430,9 +430,21 @@ def judge_claims(
 
 
 def _claims_compact(claims: Sequence[Mapping]) -> dict:
-    """The combined line of every claim (ids without "/"): verdict, estimate, interval, metric."""
+    """The combined line of every claim (ids without "/"): what the papers report, verdict,
+    estimate, interval, metric, threshold and what the interval rests on; ``parts``: its
+    sub-lines (per network, per run, against the control) by name, each verdict, estimate, ci."""
+    parts: dict[str, dict] = {}
+    for c in claims:
+        cid, _, part = c["id"].partition("/")
+        if part:
+            parts.setdefault(cid, {})[part] = {
+                "verdict": c["verdict"],
+                "estimate": finite_or_none(c["estimate"]),
+                "ci": _ci(c["low"], c["high"]),
+            }
     return {
         c["id"]: {
+            "papers": PAPERS_REPORT.get(c["id"], CLAIMS.get(c["id"], c["id"])),
             "verdict": c["verdict"],
             "estimate": finite_or_none(c["estimate"]),
             "ci": _ci(c["low"], c["high"]),
@@ -443,6 +455,7 @@ def _claims_compact(claims: Sequence[Mapping]) -> dict:
             **{k: c[k] for k in ("null", "null_uniform", "null_normalised") if k in c},
             # a claim over several networks shows one's numbers: which (the sub-line's name)
             **({"numbers_of": c["shown"].partition("/")[2]} if c.get("shown") else {}),
+            **({"parts": parts[c["id"]]} if c["id"] in parts else {}),
         }
         for c in claims
         if "/" not in c["id"]
@@ -460,9 +473,9 @@ def claims_table(
     rows = [
         {
             "claim": cid,
-            "the papers report": PAPERS_REPORT.get(cid, CLAIMS.get(cid, cid)),
+            "the papers report": c["papers"],
             "verdict": c["verdict"],
-            "ours: estimate [95% interval]": fmt_interval(
+            "ours: estimate [95% interval; C7: its null band]": fmt_interval(
                 c["estimate"], *(c["ci"] or [None, None]), sign=True
             ),
             "threshold": "" if c.get("threshold") is None else f"{c['threshold']:+.2f}",

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: Version of the layout :func:`summarize` writes; ``readme`` and its test read it.
-SCHEMA = 2
+SCHEMA = 3
 #: Short, dvc-friendly names of :data:`INTERVAL_METRICS` (keys with no "/", "@", "=").
 METRIC_KEYS = {"t1/eer": "t1_eer", "t5/eer": "t5_eer", "t1/tar@far=0.01": "t1_tar_far1"}
 
@@ -91,6 +91,8 @@ def _network_entry(
     original, final = h.iloc[0], _final_row(h)
     at_final = (int(final["step"]), str(final["stage"]))
     entry: dict = {"run": run.key, "control": control}
+    if run.key in reps.scores:  # the main run's own test identities (one fold, one training run)
+        entry["test_identities"] = int(reps.counts.shape[1])
     rows = []
     if trained is not None and arch in trained.index:
         t = trained.loc[arch]
@@ -150,7 +152,8 @@ def summarize(
     (:func:`judge_claims`). ``compact`` (``metrics/analysis.json``, :data:`SCHEMA`)::
 
         schema, eer_tolerance, main_runs {arch: run}
-        networks.<arch>: run, control, converged, filters_removed_pct, holds_to_pct,
+        networks.<arch>: run, control, test_identities, converged, filters_removed_pct,
+            holds_to_pct,
             params / macs / descriptor: [original, final],
             t1_eer / t5_eer / t1_tar_far1: {original, original_ci, final, final_ci},
                 and for t1_eer also vs_control, vs_control_ci
@@ -158,7 +161,8 @@ def summarize(
             variants.<variant>: {run, mean, diff, diff_ci}   (diff: minus the reference)
         squeezerfacenet: run, step, stage, metric, params, params_saved_pct,
             filters_removed_pct, eer, eer_ci
-        claims.<C1..C7>: verdict, estimate, ci, metric, threshold, and for C1-C6 what the
+        claims.<C1..C7>: papers (what they report), verdict, estimate, ci, metric, threshold,
+            and for C1-C6 what the
             interval rests on: identities, training_runs, run_share (numbers_of: whose numbers)
         evidence: ``evidence`` as given (notebook 04: interval_method, resamples, coverage, and
             per network the test_identities, folds, seeds and training_runs of its claims)

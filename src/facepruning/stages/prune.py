@@ -438,7 +438,7 @@ def _run(p: PruneParameters) -> PruneStageRun:
     correlation = width_rank_correlation(layers.iloc[:, 0], layers.iloc[:, -1])
     summary: dict[str, Any] = {}
     if here.is_main:
-        summary = _prune_summary(p, history, layers, correlation, fold=fold_of(inputs.info))
+        summary = _prune_summary(p, history, layers, correlation, fold=fold_of(inputs.data.info))
         artifacts.save_torch(p.scores_path, pair_scores)
         pruned_meta = {
             **meta,

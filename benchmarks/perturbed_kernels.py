@@ -1,0 +1,189 @@
+"""Do the verdicts survive other arithmetic? SqueezeNet's fold-0 run redone with other kernels.
+
+A verdict must not flip when the last bit of the arithmetic changes. This script retrains the
+training run that the main SqueezeNet runs share (fold 0, seed 0: baseline, Taylor path and
+control, with params.yaml's sections, as dvc.yaml's stages run them) with the kernel pin lifted
+and other vector kernels (``PERTURBED``: ATen's scalar code, oneDNN limited to SSE4.1, the same
+two threads), so training parts from the committed run in the first epoch. It then judges every
+claim twice on the same identity resamples, as notebook 04 does: with the pipeline's runs, and
+with the perturbed runs in place of the fold-0 seed-0 ones (the other folds and seeds unchanged).
+No verdict may cross from ``holds`` to ``refuted`` or back; a change to or from ``inconclusive``
+is listed with both intervals.
+
+Needs the pipeline's outputs (``make repro`` first); about 8 minutes on 2 cores. Writes
+``perturbed_kernels.json`` and ``perturbed_kernels.md`` next to this file (``--out`` elsewhere)::
+
+    python benchmarks/perturbed_kernels.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import ROOT
+
+PERTURBED = {
+    "FACEPRUNING_NATIVE_KERNELS": "1",
+    "ATEN_CPU_CAPABILITY": "default",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+    "OMP_NUM_THREADS": "2",
+    "MKL_NUM_THREADS": "2",
+}
+TAYLOR, CONTROL = "squeezenet-taylor_activation", "squeezenet-control"
+RESAMPLES = 10_000
+
+
+def _cli(stage: str, settings: dict[str, str]) -> None:
+    """``python -m facepruning <stage> --set ...`` under :data:`PERTURBED`, in the project."""
+    args = [sys.executable, "-m", "facepruning", stage, "--set"]
+    args += [f"{k}={v}" for k, v in settings.items()]
+    subprocess.run(args, cwd=ROOT, env={**os.environ, **PERTURBED}, check=True)
+
+
+def retrain(out: Path) -> None:
+    """Baseline, Taylor path and control of fold 0, seed 0, written under ``out``."""
+    common = {"arch": "squeezenet", "data_dir": "data/processed", "seed": "0"}
+    baseline = out / "baseline.pt"
+    _cli(
+        "train",
+        {
+            **common,
+            "model_path": str(baseline),
+            "metrics_path": str(out / "train.json"),
+            "history_path": str(out / "train_history.csv"),
+            "checkpoint_dir": str(out / "checkpoints" / "train"),
+        },
+    )
+    for run, extra in (
+        (TAYLOR, {"criterion": "taylor_activation", "normalize_scores": "true"}),
+        (CONTROL, {"criterion": "none", "steps_of": str(out / "prune" / f"{TAYLOR}.json")}),
+    ):
+        _cli(
+            "prune",
+            {
+                **common,
+                **extra,
+                "run": run,
+                "baseline_path": str(baseline),
+                "model_path": str(out / f"{run}.pt"),
+                "metrics_path": str(out / "prune" / f"{run}.json"),
+                "history_path": str(out / "prune" / f"{run}_history.csv"),
+                "layers_path": str(out / "prune" / f"{run}_layers.csv"),
+                "scores_path": str(out / "scores" / f"{run}.pt"),
+                "checkpoint_dir": str(out / "checkpoints" / run),
+            },
+        )
+
+
+def _load(prune_dir: Path, scores_dir: Path):
+    from facepruning import analysis
+
+    runs = analysis.load_prune_runs(prune_dir)
+    analysis.check_histories(runs)
+    scores = {k: analysis.load_scores(p) for k in runs if (p := scores_dir / f"{k}.pt").is_file()}
+    return runs, scores
+
+
+def judge(perturbed: Path | None, tolerance: float) -> dict[str, dict]:
+    """Every claim line (:func:`facepruning.analysis.judge_claims`) of the pipeline's runs, with
+    the runs under ``perturbed`` in place of theirs; by id."""
+    from facepruning import analysis
+
+    runs, scores = _load(ROOT / "metrics" / "prune", ROOT / "scores")
+    replicates, rep_scores = _load(
+        ROOT / "metrics" / "replicates" / "prune", ROOT / "scores" / "replicates"
+    )
+    if perturbed is not None:
+        new_runs, new_scores = _load(perturbed / "prune", perturbed / "scores")
+        runs, scores = {**runs, **new_runs}, {**scores, **new_scores}
+    pooled = {**rep_scores, **scores}
+    units = {k: analysis.unit_of(r) for k, r in {**replicates, **runs}.items()}
+    folds = analysis.fold_counts(pooled, units, n_resamples=RESAMPLES)
+    lines = analysis.judge_claims(
+        runs, pooled, tolerance=tolerance, counts=folds, replicates=replicates
+    )
+    keep = ("verdict", "estimate", "low", "high", "threshold")
+    return {c["id"]: {k: c[k] for k in keep} for c in lines}
+
+
+def compare(before: dict[str, dict], after: dict[str, dict]) -> list[dict]:
+    """One row per claim line: both verdicts and intervals, and whether the verdict crossed
+    (``holds`` <-> ``refuted``) or moved to or from ``inconclusive``."""
+    rows = []
+    for cid, b in before.items():
+        a = after[cid]
+        pair = {b["verdict"], a["verdict"]}
+        change = "same" if len(pair) == 1 else "crossed" if "inconclusive" not in pair else "moved"
+        rows.append({"id": cid, "change": change, "pipeline": b, "perturbed": a})
+    return rows
+
+
+def _fmt(c: dict) -> str:
+    return f"{c['estimate']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] {c['verdict']}"
+
+
+def markdown(rows: list[dict]) -> str:
+    crossed = [r["id"] for r in rows if r["change"] == "crossed"]
+    moved = [r["id"] for r in rows if r["change"] == "moved"]
+    out = [
+        "# Verdicts under other vector kernels",
+        "",
+        "SqueezeNet's fold-0 training run (baseline, Taylor path, control) retrained with "
+        + ", ".join(f"`{k}={v}`" for k, v in PERTURBED.items())
+        + "; every claim judged with the pipeline's runs and with the perturbed ones in their "
+        f"place ({RESAMPLES:,} identity resamples, the same for both). "
+        + (
+            f"Crossed between holds and refuted: {', '.join(crossed)}. "
+            if crossed
+            else "No verdict crossed between holds and refuted. "
+        )
+        + (
+            f"Moved to or from inconclusive: {', '.join(moved)}."
+            if moved
+            else "No verdict moved to or from inconclusive."
+        ),
+        "",
+        "| claim | pipeline: estimate [95% interval] verdict | perturbed kernels | change |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {r['id']} | {_fmt(r['pipeline'])} | {_fmt(r['perturbed'])} | {r['change']} |"
+        for r in rows
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument(
+        "--runs", type=Path, help="reuse perturbed runs written there earlier (no retraining)"
+    )
+    args = parser.parse_args(argv)
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    tolerance = float(params["analysis"]["eer_tolerance"])
+    with tempfile.TemporaryDirectory(prefix="perturbed_kernels_") as tmp:
+        where = args.runs or Path(tmp)
+        if args.runs is None:
+            retrain(where)
+        rows = compare(judge(None, tolerance), judge(where, tolerance))
+    (args.out / "perturbed_kernels.json").write_text(
+        json.dumps({"perturbed": PERTURBED, "resamples": RESAMPLES, "claims": rows}, indent=1)
+        + "\n",
+        encoding="utf-8",
+    )
+    (args.out / "perturbed_kernels.md").write_text(markdown(rows), encoding="utf-8")
+    print(markdown(rows))
+    return 1 if any(r["change"] == "crossed" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
