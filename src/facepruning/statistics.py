@@ -193,7 +193,6 @@ def _eer_bisected(scores: Any, genuine: Any, w: np.ndarray, groups: Any) -> np.n
     evaluating the rates at about log2(M) points (the same formula at the same two points)."""
     table = _grouped_tables(scores, genuine, groups, w.shape[1])
     n_imp, n_gen = w @ table[0, :, -1], w @ table[1, :, -1]
-    rows = np.arange(w.shape[0])
 
     def rates(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -202,11 +201,11 @@ def _eer_bisected(scores: Any, genuine: Any, w: np.ndarray, groups: Any) -> np.n
             return fp / n_imp, tp / n_gen
 
     lo, hi = np.zeros(w.shape[0], dtype=np.int64), np.full(w.shape[0], table.shape[2] - 1)
-    while np.any(lo < hi):  # the first point with FAR + TAR - 1 >= 0
+    while np.any(active := lo < hi):  # the first point with FAR + TAR - 1 >= 0
         mid = (lo + hi) // 2
         far, tar = rates(mid)
-        ok = far + tar - 1.0 >= 0.0
-        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid + 1)
+        ok = far + tar - 1.0 >= 0.0  # False for NaN rates: such rows stop at the last point
+        hi, lo = np.where(active & ok, mid, hi), np.where(active & ~ok, mid + 1, lo)
     k, km = lo, np.maximum(lo - 1, 0)
     (far_k, tar_k), (far_m, tar_m) = rates(k), rates(km)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -214,7 +213,6 @@ def _eer_bisected(scores: Any, genuine: Any, w: np.ndarray, groups: Any) -> np.n
         t = -dm / (dk - dm)
         out = far_m + t * (far_k - far_m)
     out = np.where(dk == 0.0, far_k, out)
-    del rows
     return np.where((n_imp > 0) & (n_gen > 0), out, np.nan)
 
 
