@@ -708,7 +708,7 @@ def test_summarize_on_synthetic_runs(tmp_path):
     trained = pd.DataFrame([{"arch": "squeezenet", "converged": True}]).set_index("arch")
     s = an.summarize(runs, scores, claims, tolerance=0.02, counts=counts, trained=trained)
     c = s.compact
-    assert c["schema"] == an.SCHEMA == 2 and c["eer_tolerance"] == 0.02
+    assert c["schema"] == an.SCHEMA == 3 and c["eer_tolerance"] == 0.02
     assert list(c["networks"]) == ["squeezenet", "resnet50"]
     sq = c["networks"]["squeezenet"]
     assert sq["control"] == "squeezenet-control" and sq["converged"] is True

@@ -50,7 +50,19 @@ NARROW_MACHINE = {
     "OPENBLAS_CORETYPE": "Sandybridge",
     "OMP_NUM_THREADS": "1",
 }
-WIDE_MACHINE = {"ATEN_CPU_CAPABILITY": "avx512", "OMP_NUM_THREADS": "4"}
+def _cpu_has(flag: str) -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            return any(line.startswith("flags") and f" {flag}" in line for line in cpuinfo)
+    except OSError:
+        return False
+
+
+# ATen dies of an illegal instruction when told to use AVX-512 on a CPU without it
+WIDE_MACHINE = {
+    "ATEN_CPU_CAPABILITY": "avx512" if _cpu_has("avx512f") else "avx2",
+    "OMP_NUM_THREADS": "4",
+}
 
 
 def _train(machine: dict[str, str], *, pinned: bool = True) -> list[str]:
