@@ -50,6 +50,8 @@ NARROW_MACHINE = {
     "OPENBLAS_CORETYPE": "Sandybridge",
     "OMP_NUM_THREADS": "1",
 }
+
+
 def _cpu_has(flag: str) -> bool:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
