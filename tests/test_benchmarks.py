@@ -195,3 +195,26 @@ def test_phase_clock_counts_a_nested_phase_in_the_inner_one_only():
     clock.wrap("scoring", outer)()
     assert clock.seconds["removal"] == 2.0 and clock.seconds["scoring"] == 5.0
     assert clock.seconds["evaluation"] == 0.0
+    # the final fine-tuning is made of fine-tuning calls: it keeps their time
+    clock.wrap("final_finetuning", clock.wrap("finetuning", lambda: wait(3.0)))()
+    assert clock.seconds["final_finetuning"] == 3.0 and clock.seconds["finetuning"] == 0.0
+
+
+def test_stage_times_split_a_timestamped_log_by_stage_and_kind():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from stage_times import markdown, stage_seconds
+
+    log = [
+        "100 pip install ...",
+        "160 Running stage 'prepare':",
+        "161 > python -m facepruning run-notebook ...",
+        "220 Running stage 'train@squeezenet':",
+        "400 Running stage 'train@resnet50':",
+        "700 Updating lock file 'dvc.lock'",
+        "760 facepruning readme: README.md updated",
+    ]
+    stages, before, total = stage_seconds(log)
+    assert stages == [("prepare", 60.0), ("train@squeezenet", 180.0), ("train@resnet50", 360.0)]
+    assert (before, total) == (60.0, 660.0)
+    text = markdown(stages, before, total)
+    assert "| train | 2 | 9.0 | 82% |" in text and "| **total** | 3 | **11.0** | |" in text

@@ -4,6 +4,7 @@ the metadata says how to prepare images, and ``.pt`` and ``.onnx`` embedders agr
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -145,6 +146,48 @@ def test_pt_and_onnx_embedders_agree(arch, tmp_path):
     assert pt.threshold == ox.threshold == 0.25
     # one image at a time gives the same rows (batching does not matter)
     assert float(np.abs(ox.embed(paths[2]) - d_ox[2:3]).max()) < 1e-5
+
+
+def _prepared_from_metadata(img: Image.Image, meta: dict) -> np.ndarray:
+    """The input the ONNX metadata describes, computed from its words alone (``preparation``),
+    without this package."""
+    size, resize = int(meta["image_size"]), int(meta["resize"])
+    w, h = img.size
+    scale = resize / min(w, h)
+    nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (nw - resize) // 2, (nh - resize) // 2
+    img = img.crop((left, top, left + resize, top + resize))
+    gray = json.loads(meta.get("channels", "3")) == 1 or img.mode in ("L", "I", "F")
+    img = img.convert("L").convert("RGB") if gray else img.convert("RGB")
+    arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1)
+    off = (resize - size) // 2
+    return arr[:, off : off + size, off : off + size]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_onnx_embeds_from_its_metadata_alone_as_load_embedder_does(channels, tmp_path):
+    # odd sizes, so that cropping the central square first and then the input matters
+    save_model(
+        tmp_path / "m.pt",
+        prepared("squeezenet", pruned=True),
+        meta={**META, "resize": 37, "image_size": 32, "channels": channels},
+    )
+    facepruning.export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert "inside the graph" in meta["normalization"] and "bilinear" in meta["interpolation"]
+    images, _ = face_images(tmp_path)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    batch = np.stack([_prepared_from_metadata(img, meta) for img in images])
+    (from_metadata,) = session.run(None, {session.get_inputs()[0].name: batch})
+    from_package = facepruning.load_embedder(tmp_path / "m.pt").embed(images)
+    assert float(np.abs(from_metadata - from_package).max()) < 1e-5
+    # applying the normalisation a second time, the mistake the metadata warns of, ruins them
+    mean = np.asarray(json.loads(meta["pixel_mean"]), dtype=np.float32)[None, :, None, None]
+    std = np.asarray(json.loads(meta["pixel_std"]), dtype=np.float32)[None, :, None, None]
+    (twice,) = session.run(None, {session.get_inputs()[0].name: (batch - mean) / std})
+    assert float(np.abs(twice - from_package).max()) > 1e-2
 
 
 def test_preprocessing_is_the_pipelines(tmp_path):

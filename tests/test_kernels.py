@@ -11,7 +11,13 @@ import sys
 
 import pytest
 
-from facepruning.kernels import LIFT_VARIABLE, PINNED, kernels_pinned, pin_cpu_kernels
+from facepruning.kernels import (
+    LIFT_VARIABLE,
+    PINNED,
+    cpu_has,
+    kernels_pinned,
+    pin_cpu_kernels,
+)
 
 # MobileNetV2 has all the kinds of computation the pin covers: convolutions and depthwise
 # convolutions (oneDNN), BatchNorm (ATen), a Linear head (MKL); the scores are numpy's (OpenBLAS).
@@ -52,17 +58,9 @@ NARROW_MACHINE = {
 }
 
 
-def _cpu_has(flag: str) -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            return any(line.startswith("flags") and f" {flag}" in line for line in cpuinfo)
-    except OSError:
-        return False
-
-
 # ATen dies of an illegal instruction when told to use AVX-512 on a CPU without it
 WIDE_MACHINE = {
-    "ATEN_CPU_CAPABILITY": "avx512" if _cpu_has("avx512f") else "avx2",
+    "ATEN_CPU_CAPABILITY": "avx512" if cpu_has("avx512f", unknown=False) else "avx2",
     "OMP_NUM_THREADS": "4",
 }
 

@@ -146,16 +146,55 @@ def test_yaml_syntax_error_is_one_line_naming_file_and_line(tmp_path, capsys):
     assert "no such parameters file" in capsys.readouterr().err
 
 
-def test_cli_help_lists_every_parameter_with_type_and_default():
-    help_text = subprocess.run(
-        [sys.executable, "-m", "facepruning", "prune", "--help"],
+def _help(command: str, cwd) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "facepruning", command, "--help"],
         capture_output=True,
         text=True,
         check=True,
+        cwd=cwd,
     ).stdout
+
+
+def test_cli_help_lists_every_parameter_with_the_default_a_plain_run_uses(tmp_path):
+    help_text = _help("prune", ROOT)
     for f in dataclasses.fields(parameters.PruneParameters):
         assert f"  {f.name} (" in help_text, f.name
-    assert "filters_per_step (float, default 0.05)" in help_text
+    section = yaml.safe_load((ROOT / "params.yaml").read_text())["prune"]
+    assert f"max_steps (int, default {section['max_steps']})" in help_text  # params.yaml's
+    assert "model_path (str, default 'models/pruned/squeezenet-taylor_activation.pt')" in help_text
+    assert "build/nbval" not in help_text
+    elsewhere = _help("prepare", tmp_path)  # no params.yaml: the declaration, pipeline paths
+    assert "out_dir (str, default 'data/processed')" in elsewhere
+    assert "test_identities (int, default 10)" in elsewhere and "no params.yaml" in elsewhere
+
+
+def test_command_line_paths_follow_the_runs_own_names():
+    assert parameters.command_line_paths("prepare", {"out_dir": "x"}) == {
+        "raw_dir": "data/raw",
+        "figures_dir": "figures/01_data_preparation",
+    }
+    train = parameters.command_line_paths("train", {"arch": "resnet50"})
+    assert train["model_path"] == "models/resnet50/baseline.pt"
+    assert train["checkpoint_dir"] == "checkpoints/train/resnet50"
+    # a run named after another network keeps its name; the baseline follows the arch
+    prune = parameters.command_line_paths("prune", {"arch": "resnet50", "run": "squeezenet-x"})
+    assert prune["model_path"] == "models/pruned/squeezenet-x.pt"
+    assert prune["baseline_path"] == "models/resnet50/baseline.pt"
+    assert "run" not in prune
+    control = parameters.command_line_paths("prune", {"arch": "mobilenet_v2", "criterion": "none"})
+    assert control["run"] == "mobilenet_v2-none"
+    assert control["scores_path"] == "scores/mobilenet_v2-none.pt"
+
+
+def test_a_plain_prepare_writes_to_data_processed(tmp_path, monkeypatch):
+    from facepruning.stages import prepare
+
+    seen = {}
+    monkeypatch.setattr(prepare, "run", lambda p: seen.setdefault("p", p))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["prepare", "--params", str(ROOT / "params.yaml")]) == 0
+    assert seen["p"].out_dir == "data/processed" and seen["p"].raw_dir == "data/raw"
 
 
 def test_papermill_misspelt_parameter_fails_the_notebook(tmp_path):

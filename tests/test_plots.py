@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import pyplot as plt
+from matplotlib.colors import to_hex
 from matplotlib.patches import Rectangle
 
 from facepruning.plots import analysis, pruning, style, training
@@ -213,8 +214,11 @@ def test_null_comparison_marks_runs_inside_and_outside():
 
 
 def test_layer_bars_and_descriptor_sizes():
-    layers = pd.DataFrame({0: [64, 128, 256], 1: [60, 100, 150], 2: [50, 90, 80]})
-    fig = analysis.layer_bars({"net": layers})
+    layers = pd.DataFrame(
+        {0: [64, 128, 256], 1: [60, 100, 150], 2: [50, 90, 80]},
+        index=["backbone.conv1", "backbone.layer1.0.conv1", "backbone.layer4.0.conv3"],
+    )
+    fig = analysis.layer_bars({"resnet50": layers})
     ax = fig.axes[0]
     assert [c.get_label() for c in ax.containers] == [
         "start (step 0)",
@@ -222,6 +226,15 @@ def test_layer_bars_and_descriptor_sizes():
         "after step 2",
     ]
     assert [b.get_height() for b in ax.containers[-1]] == [50, 90, 80]
+    # a linear axis that names every group, in the network's own colour
+    assert ax.get_yscale() == "linear"
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "conv1",
+        "layer1.0.conv1",
+        "layer4.0.conv3",
+    ]
+    last = ax.containers[-1][0].get_facecolor()
+    assert to_hex(last) == style.COLOR_OF["resnet50"].lower()
     plt.close(fig)
     hist = _history().assign(descriptor_size=lambda f: 512 - 10 * f["step"])
     fig = analysis.descriptor_sizes(hist, col_order=["squeezenet", "resnet50"])
@@ -252,16 +265,19 @@ def test_taylor_check_scatters_prediction_against_measurement_and_sorts_scores()
     measured = 0.5 * predicted + rng.normal(0, 1e-4, 12)
     scores = rng.random(40)
     group, criterion = "layer4.0.conv3", "L1 norm"
-    fig = pruning.taylor_check(predicted, measured, scores, group=group, criterion=criterion)
+    fig = pruning.taylor_check(
+        predicted, measured, scores, group=group, criterion=criterion, uses="the weights alone"
+    )
     left, right = fig.axes
     np.testing.assert_array_equal(left.collections[0].get_offsets(), np.c_[predicted, measured])
     (diagonal,) = left.get_lines()
     assert diagonal.get_linestyle() == ":" and diagonal.get_color() == "grey"
     x, y = diagonal.get_data()
     assert x[0] == y[0] < 0 < x[1] == y[1] >= np.abs(np.r_[predicted, measured]).max()
-    assert left.get_title() == "layer4.0.conv3: zeroing one channel at a time"
+    assert left.get_title() == "layer4.0.conv3: the Taylor estimate, one channel zeroed at a time"
     np.testing.assert_array_equal(right.get_lines()[0].get_ydata(), np.sort(scores))
     assert right.get_ylabel() == "L1 norm score"
+    assert right.get_title() == "L1 norm from the weights alone; the left end goes first"
     plt.close(fig)
 
 
@@ -342,10 +358,52 @@ def test_tolerance_selection_shades_only_above_the_original():
 def test_pruning_curves_against_the_step_for_a_run_that_removes_nothing():
     hist = _history()
     hist = hist[hist["arch"] == "squeezenet"].assign(filters_removed_pct=0.0)
-    fig = pruning.pruning_curves(hist, metrics=["t1/eer"], x="step")
+    fig = pruning.pruning_curves(hist, metrics=["t1/eer"], x="step", control=True)
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert set(lines) == {"pruned", "pruned + fine-tuned"}
-    assert list(lines["pruned"].get_xdata()) == [0, 1, 2, 3]
+    assert set(lines) == {"before fine-tuning", "after fine-tuning"}  # nothing is pruned
+    assert list(lines["before fine-tuning"].get_xdata()) == [0, 1, 2, 3]
     assert ax.get_xlabel() == "pruning step"
     plt.close(fig)
+
+
+def test_pruning_curves_keep_a_flat_eer_from_looking_like_a_trend():
+    hist = _history()
+    hist = hist[hist["arch"] == "squeezenet"].assign(**{"t1/eer": 0.095})
+    hist.loc[hist.index[1], "t1/eer"] = 0.1  # a 0.005 wiggle
+    fig = pruning.pruning_curves(hist, metrics=["t1/eer"])
+    low, high = fig.axes[0].get_ylim()
+    assert high - low >= style.EER_MIN_SPAN - 1e-12 and low <= 0.095 and high >= 0.1
+    plt.close(fig)
+
+
+def test_dvc_plots_draw_numeric_columns_that_exist_with_labelled_axes():
+    # `dvc plots show` reads dvc.yaml's definitions against the committed tables: every series
+    # must be a column of its file, x numeric (not text categories), both axes labelled
+    import yaml
+
+    from facepruning.project import project_root
+
+    root = project_root(__file__)
+    plots = yaml.safe_load((root / "dvc.yaml").read_text())["plots"]
+    series = [p for p in plots if isinstance(p, dict)]
+    assert series, "dvc.yaml defines no data-series plot"
+    for plot in series:
+        ((title, spec),) = plot.items()
+        assert spec.get("x_label") and spec.get("y_label"), title
+        for path, columns in spec["y"].items():
+            table = pd.read_csv(root / path)
+            assert set(columns) <= set(table.columns), (title, set(columns) - set(table.columns))
+            assert pd.api.types.is_numeric_dtype(table[spec["x"]]), (title, spec["x"])
+            assert all(pd.api.types.is_numeric_dtype(table[c]) for c in columns), title
+
+
+def test_a_network_or_criterion_keeps_its_colour_in_every_figure():
+    runs = ["squeezenet-taylor_activation", "resnet50-taylor_activation"]
+    assert style.palette(runs)["resnet50-taylor_activation"] == style.COLOR_OF["resnet50"]
+    assert style.palette(["resnet50"])["resnet50"] == style.COLOR_OF["resnet50"]
+    criteria = ["squeezenet-random", "squeezenet-l1_norm"]  # one network: by criterion
+    assert style.palette(criteria)["squeezenet-random"] == style.COLOR_OF["random"]
+    assert style.palette(["random", "l1_norm"])["l1_norm"] == style.COLOR_OF["l1_norm"]
+    other = style.palette(["squeezenet", "something else"])["something else"]
+    assert other not in (style.COLOR_OF["squeezenet"],)

@@ -163,6 +163,37 @@ def test_executed_notebooks_keep_no_widget_state_and_no_scratch_path(tmp_path):
     assert cleaned["cells"] == data["cells"]
 
 
+def test_a_report_shows_its_runs_parameters_and_no_regression_check(tmp_path):
+    nb = _notebook(tmp_path / "n.ipynb", "print(value * 2)")
+    data = nbformat.read(nb, as_version=4)
+    check = nbformat.v4.new_code_cell("print('reference check: skipped')")
+    check.metadata["tags"] = ["regression-check"]
+    data.cells.append(check)
+    nbformat.write(data, nb)
+    out = tmp_path / "reports" / "n.ipynb"
+    run_notebook(nb, out, parameters={"value": 7}, cwd=tmp_path, run_parameters="value = 7")
+    cells = nbformat.read(out, as_version=4).cells
+    assert [c.source for c in cells] == ["value = 7", "print(value * 2)"]
+    assert cells[1].outputs[0]["text"] == "14\n"
+    # without run_parameters papermill's injected cell stays; the check goes either way
+    run_notebook(nb, out, parameters={"value": 7}, cwd=tmp_path)
+    cells = nbformat.read(out, as_version=4).cells
+    assert len(cells) == 3 and "injected-parameters" in cells[1].metadata.tags
+
+
+def test_the_pipelines_reports_show_params_yaml_values_not_the_test_defaults(tmp_path):
+    import dataclasses
+
+    from facepruning import parameters
+
+    given = {"max_steps": 15, "model_path": "models/pruned/x.pt"}
+    values = dataclasses.asdict(parameters.parse("prune", given))
+    cell = parameters.notebook_cell("prune", values)
+    assert "max_steps: int = 15  #" in cell and 'model_path: str = "models/pruned/x.pt"' in cell
+    assert "build/nbval/models/pruned" not in cell
+    assert "max_steps: int = 3  #" in parameters.notebook_cell("prune")
+
+
 def test_a_rerun_with_the_same_inputs_writes_the_same_report_bytes(tmp_path):
     # papermill records start and end times, durations and a random id for the injected cell:
     # none of them may reach the report, or every rerun would change it

@@ -4,16 +4,21 @@
 parameters taken from sections of params.yaml plus ``--set key=value`` overrides, and writes the
 executed copy atomically.
 
-``export`` writes a saved model as an ONNX embedding network (:mod:`facepruning.export`).
+``export`` writes a saved model as an ONNX embedding network (:mod:`facepruning.export`);
+``pick`` writes notebook 04's SqueezerFaceNet pick as a model and an ONNX embedder
+(:mod:`facepruning.pick`).
 
 ``prepare``, ``train`` and ``prune`` run the same stages without a notebook
-(:mod:`facepruning.stages`), with the same parameters from the same files; unknown names and
-wrong types are rejected before anything runs (``--help`` lists every parameter, its type,
-default and meaning). Under ``torchrun`` train and prune run data-parallel::
+(:mod:`facepruning.stages`), with the same parameters from the same files (the section named
+after the command); paths left out are where the pipeline writes
+(:func:`~facepruning.parameters.command_line_paths`: ``data/processed``,
+``models/<arch>/baseline.pt``, ...). Unknown names and wrong types are rejected before anything
+runs (``--help`` lists every parameter, its type, the default a plain run uses and its
+meaning). Under ``torchrun`` train and prune run data-parallel::
 
-    python -m facepruning train --params params.yaml --section train --set arch=resnet50
+    python -m facepruning train --params params.yaml --set arch=resnet50
     torchrun --standalone --nproc_per_node=4 -m facepruning prune --params params-paper.yaml \\
-        --section prune --set arch=squeezenet criterion=taylor_activation
+        --set arch=squeezenet criterion=taylor_activation
 
 Every command computes with the same kernels and threads on any x86 CPU with AVX2
 (:mod:`facepruning.kernels`), so the pipeline's numbers do not depend on the CPU.
@@ -25,6 +30,7 @@ metrics/analysis.json (:mod:`facepruning.readme`); ``--check`` only fails when t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 from collections.abc import Sequence
@@ -66,14 +72,31 @@ def _given(args: argparse.Namespace, sections: Sequence[str]) -> dict:
 def _run_notebook(args: argparse.Namespace) -> None:
     given = _given(args, args.section)
     stage = args.stage or (args.section[-1] if args.section else None)
+    shown = None
     if stage in parameters.STAGES:  # refuse bad names and types before papermill starts
-        parameters.parse(stage, given)
-    run_notebook(args.notebook, args.output, parameters=given)
+        values = dataclasses.asdict(parameters.parse(stage, given))
+        shown = _RUN_HEADER.format(sections=", ".join(args.section)) + parameters.notebook_cell(
+            stage, values
+        )
+    run_notebook(args.notebook, args.output, parameters=given, run_parameters=shown)
+
+
+_RUN_HEADER = (
+    "# This run's parameters: params.yaml's section(s) {sections} and dvc.yaml's --set values\n"
+    "# (the notebook's own defaults are the test suite's small ones).\n"
+)
+
+
+def _stage_given(command: str, args: argparse.Namespace) -> dict:
+    """A stage command's parameters: params.yaml's section and ``--set``, then the paths where
+    the pipeline writes for whatever they leave out (never the test suite's build/nbval/)."""
+    given = _given(args, args.section or [command])
+    return {**given, **parameters.command_line_paths(command, given)}
 
 
 def _run_stage(args: argparse.Namespace) -> None:
     # validated before any process group or data loading
-    params = parameters.parse(args.command, _given(args, args.section or [args.command]))
+    params = parameters.parse(args.command, _stage_given(args.command, args))
     # Only the stage asked for is imported: ``run-notebook`` never loads the stages' code.
     stage = importlib.import_module(f"{__package__}.stages.{args.command}")
     distributed = importlib.import_module(f"{__package__}.distributed")
@@ -104,6 +127,28 @@ def _export(args: argparse.Namespace) -> None:
         f"[N, 3, {written['image_size']}, {written['image_size']}] 0..255 RGB, "
         f"{written['descriptor_size']}-d unit descriptors)"
     )
+
+
+def _pick(args: argparse.Namespace) -> None:
+    # imported by name, like export: only this command loads the pruning code
+    pick = importlib.import_module(f"{__package__}.pick")
+    chosen = pick.run(args.analysis, args.model, args.onnx, params_path=args.params)
+    print(
+        f"facepruning pick: wrote {args.model} and {args.onnx} ({chosen['run']}, step "
+        f"{chosen['step']}, {chosen['stage']}; replayed and checked against its history row)"
+    )
+
+
+def _add_pick(sub: argparse._SubParsersAction) -> None:
+    pk = sub.add_parser(
+        "pick",
+        help="write notebook 04's SqueezerFaceNet pick as a model (.pt) and an ONNX embedder",
+    )
+    pk.add_argument("analysis", help="the analysis summary naming the pick (metrics/analysis.json)")
+    pk.add_argument("model", help="where to write the model (.pt)")
+    pk.add_argument("onnx", help="where to write its ONNX embedder (.onnx)")
+    pk.add_argument("--params", default="params.yaml", help="parameters file (default params.yaml)")
+    pk.set_defaults(func=_pick)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -142,6 +187,20 @@ _STAGE_HELP = {
 }
 
 
+def _parameters_help(command: str) -> str:
+    """The parameters with the defaults a plain run here uses: params.yaml's section (when this
+    folder has one), the declaration for what it leaves out, the pipeline's paths."""
+    try:
+        section = load_params("params.yaml", [command])
+        source = f"params.yaml's {command!r} section, then the declaration"
+    except ParameterError:
+        section, source = {}, "the declaration (no params.yaml here)"
+    defaults = {**section, **parameters.command_line_paths(command, section)}
+    return f"parameters (--set NAME=VALUE; defaults: {source}):\n" + parameters.describe(
+        command, defaults
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facepruning", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,12 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(
             name,
             help=_STAGE_HELP[name],
-            epilog="parameters (--set NAME=VALUE):\n" + parameters.describe(name),
+            epilog=_parameters_help(name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _add_param_options(stage, name)
         stage.set_defaults(func=_run_stage)
     _add_export(sub)
+    _add_pick(sub)
     readme = sub.add_parser(
         "readme", help="regenerate README.md's result blocks from metrics/analysis.json"
     )

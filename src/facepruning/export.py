@@ -13,7 +13,9 @@ model comes from: ``image_size``, ``resize`` (shortest side before the centre cr
 (``center``), ``pixel_mean``, ``pixel_std``, ``pixel_range``, ``channels`` (when known: 1 for
 a network trained on grayscale faces), ``grayscale`` (replicate to three channels), ``arch``,
 ``criterion``, ``filters_removed_pct``, ``parameters``, ``descriptor_size``, and
-``eer_threshold`` when the model's evaluation stored one.
+``eer_threshold`` when the model's evaluation stored one; ``normalization`` says that the
+normalisation is inside the graph (applying it again ruins every descriptor), ``interpolation``
+and ``preparation`` give the resize and crops step by step (:data:`PREPARATION`).
 
 The same model gives the same bytes (no paths, dates or doc strings in the file), and the file
 is written atomically (:mod:`facepruning.artifacts`). Export needs the ``onnx`` package.
@@ -134,6 +136,18 @@ def check_meta(meta: Mapping[str, Any], *, source: Any) -> None:
             raise refuse(key, "positive numbers")
 
 
+#: How to turn a face crop into the input, in the metadata (``preparation``) so that a user of
+#: the file alone computes what :func:`facepruning.load_embedder` computes.
+PREPARATION = (
+    "1. resize so that the shortest side is `resize` pixels (long side round(side * scale), at "
+    "least `resize`), `interpolation`; 2. keep the central `resize` square (offset "
+    "(side - resize) // 2); 3. if `channels` is 1 or the image is grayscale, convert to one "
+    "intensity channel (PIL 'L') and replicate it to three; 4. keep the central `image_size` "
+    "square (offset (resize - image_size) // 2); 5. float32 0..255, NCHW, RGB order; the "
+    "normalisation is inside the graph"
+)
+
+
 def onnx_metadata(model: FaceNet, meta: Mapping[str, Any]) -> dict[str, str]:
     """The ``metadata_props`` of the exported file: preprocessing and provenance, as strings."""
     values = {
@@ -147,8 +161,8 @@ def onnx_metadata(model: FaceNet, meta: Mapping[str, Any]) -> dict[str, str]:
         "eer_threshold": meta.get("eer_threshold"),
         "input": f"{INPUT_NAME}: float32 [N, 3, image_size, image_size], pixels 0..255",
         "normalization": "inside the graph: (x - pixel_mean) / pixel_std; do not apply it again",
-        "interpolation": "shortest side to resize, bilinear (PIL, reducing_gap=3), then the "
-        "centre image_size crop",
+        "interpolation": "bilinear (PIL Image.resize, reducing_gap=3.0)",
+        "preparation": PREPARATION,
         "output": f"{OUTPUT_NAME} (L2-normalised; cosine similarity = dot product)",
         "facepruning_version": __version__,
     }

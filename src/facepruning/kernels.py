@@ -44,6 +44,7 @@ __all__ = [
     "pin_cpu_kernels",
     "kernel_settings",
     "kernels_pinned",
+    "cpu_has",
 ]
 
 PINNED_THREADS = 2
@@ -58,20 +59,21 @@ PINNED = {
 LIFT_VARIABLE = "FACEPRUNING_NATIVE_KERNELS"
 
 
-def _has_avx2() -> bool:
-    """Whether the CPU has AVX2 (read from /proc/cpuinfo; assumed where there is none)."""
+def cpu_has(flag: str, *, unknown: bool = True) -> bool:
+    """Whether the CPU lists ``flag`` (e.g. ``avx2``) in /proc/cpuinfo; ``unknown`` where the
+    file cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            return any(line.startswith("flags") and " avx2" in line for line in cpuinfo)
+            return any(line.startswith("flags") and flag in line.split() for line in cpuinfo)
     except OSError:
-        return True
+        return unknown
 
 
 def kernels_pinned() -> bool:
     """Whether this process pins the kernels: on an x86-64 CPU with AVX2, unless lifted."""
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     lifted = os.environ.get(LIFT_VARIABLE, "") in ("1", "true", "yes")
-    return x86 and not lifted and _has_avx2()
+    return x86 and not lifted and cpu_has("avx2")
 
 
 def pin_cpu_kernels() -> dict[str, str]:

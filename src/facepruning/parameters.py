@@ -45,6 +45,7 @@ __all__ = [
     "resolve",
     "run_identity",
     "describe",
+    "command_line_paths",
     "notebook_cell",
     "from_notebook",
 ]
@@ -440,30 +441,78 @@ def run_identity(params: Any) -> dict[str, Any]:
     }
 
 
-def describe(stage: str) -> str:
-    """One line per parameter: name, type, default, meaning (the CLI's help)."""
+def describe(stage: str, defaults: Mapping[str, Any] | None = None) -> str:
+    """One line per parameter: name, type, default, meaning (the CLI's help). ``defaults``: the
+    values a run uses where it is not told otherwise, shown in place of the declaration's."""
     cls = STAGES[stage]
     hints = _hints(cls)
+    defaults = defaults or {}
     lines = []
     for f in declared(cls):
+        default = defaults.get(f.name, _default(cls, f.name))
         lines.append(
-            f"  {f.name} ({_type_name(hints[f.name])}, default {_default(cls, f.name)!r}): "
+            f"  {f.name} ({_type_name(hints[f.name])}, default {default!r}): "
             f"{f.metadata['meaning']}"
         )
     return "\n".join(lines)
 
 
-def notebook_cell(stage: str) -> str:
+#: Where the declared (notebook and test-suite) defaults write: under this folder.
+TEST_ROOT = "build/nbval/"
+
+
+def command_line_paths(stage: str, given: Mapping[str, Any]) -> dict[str, str]:
+    """The path parameters that ``given`` leaves out, as the command line fills them in: where
+    the pipeline writes (the declared default without :data:`TEST_ROOT`), named after the run's
+    own ``arch`` and, for pruning, ``run`` (by default ``<arch>-<criterion>``). Also ``run``
+    itself when pruning without one.
+
+    >>> command_line_paths("prepare", {})["out_dir"]
+    'data/processed'
+    >>> command_line_paths("prune", {"arch": "resnet50"})["model_path"]
+    'models/pruned/resnet50-taylor_activation.pt'
+    """
+    cls = STAGES[stage]
+    names = {f.name for f in declared(cls)}
+    filled: dict[str, str] = {}
+    swaps: list[tuple[str, str]] = []  # (declared default name, this run's name), longest first
+    if "run" in names:
+        criterion = given.get("criterion", _default(cls, "criterion"))
+        arch = given.get("arch", _default(cls, "arch"))
+        run = given.get("run", f"{arch}-{criterion}")
+        filled["run"] = run
+        swaps.append((_default(cls, "run"), run))
+    if "arch" in names:
+        swaps.append((_default(cls, "arch"), given.get("arch", _default(cls, "arch"))))
+    for name in names - set(given):
+        default = _default(cls, name)
+        if not (isinstance(default, str) and default.startswith(TEST_ROOT)):
+            continue
+        value = default[len(TEST_ROOT) :]
+        marks = [(old, f"\0{k}\0", new) for k, (old, new) in enumerate(swaps)]
+        for old, mark, _ in marks:  # marks first: a run's name may contain an arch's
+            value = value.replace(old, mark)
+        for _, mark, new in marks:
+            value = value.replace(mark, new)
+        filled[name] = value
+    return {k: v for k, v in filled.items() if k not in given}
+
+
+def notebook_cell(stage: str, values: Mapping[str, Any] | None = None) -> str:
     """The source of the stage notebook's ``parameters`` cell: ``name: type = default  # meaning``
     (``name = default  # type: a|b meaning`` for unions, the form papermill parses).
 
-    Derived from the declaration; a test keeps every notebook's cell equal to it.
+    Derived from the declaration; a test keeps every notebook's cell equal to it. With
+    ``values`` (a run's parameters, e.g. ``dataclasses.asdict(parse(stage, given))``) the cell
+    shows them in place of the defaults: what an executed report shows of its run.
     """
     cls = STAGES[stage]
     hints = _hints(cls)
+    values = values or {}
     lines = []
     for f in declared(cls):
-        annotation, value = _annotation(hints[f.name]), _source(_default(cls, f.name))
+        value = values.get(f.name, _default(cls, f.name))
+        annotation, value = _annotation(hints[f.name]), _source(value)
         meaning = f.metadata["meaning"]
         if "|" in annotation:  # papermill reads unions from a type comment, not an annotation
             lines.append(f"{f.name} = {value}  # type: {annotation.replace(' ', '')} {meaning}")

@@ -132,8 +132,15 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     return {name: info.get("default") for name, info in declared.items()}
 
 
-def tidy_executed(path: str | os.PathLike, output: str | os.PathLike) -> None:
+def tidy_executed(
+    path: str | os.PathLike, output: str | os.PathLike, *, run_parameters: str | None = None
+) -> None:
     """Make an executed notebook at ``path`` read as the report ``output`` it becomes.
+
+    A report shows its own run: with ``run_parameters`` (the source of a parameters cell holding
+    the run's values, :func:`facepruning.parameters.notebook_cell`) the ``parameters`` cell shows
+    them instead of the notebook's test defaults and papermill's injected cell goes; the cells
+    tagged ``regression-check`` (a comparison that only the test defaults have) go too.
 
     Every tqdm bar leaves its widget model in the notebook's metadata: hundreds of kilobytes that
     no static viewer renders, so it goes (the outputs keep their plain-text form). Papermill
@@ -150,12 +157,22 @@ def tidy_executed(path: str | os.PathLike, output: str | os.PathLike) -> None:
         nb.metadata.papermill["output_path"] = str(output)
         for key in _RUN_DEPENDENT:
             nb.metadata.papermill.pop(key, None)
+    kept = []
     for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "regression-check" in tags:
+            continue
+        if run_parameters is not None and "injected-parameters" in tags:
+            continue
+        if run_parameters is not None and "parameters" in tags:
+            cell.source = run_parameters
         for key in _RUN_DEPENDENT:
             cell.metadata.get("papermill", {}).pop(key, None)
         cell.metadata.pop("execution", None)  # nbclient's per-cell timestamps
-        if "injected-parameters" in cell.metadata.get("tags", []):
+        if "injected-parameters" in tags:
             cell["id"] = "injected-parameters"  # papermill draws a random id on every run
+        kept.append(cell)
+    nb.cells = kept
     nbformat.write(nb, str(path))
 
 
@@ -175,6 +192,7 @@ def run_notebook(
     *,
     parameters: Mapping[str, Any],
     cwd: str | os.PathLike | None = None,
+    run_parameters: str | None = None,
 ) -> None:
     """Execute ``notebook`` with papermill and write the executed copy to ``output``.
 
@@ -184,6 +202,7 @@ def run_notebook(
     ``output`` untouched; a failed run keeps its partial notebook as
     ``build/notebooks/<output stem>.failed.ipynb`` and says so. An error this package raised on
     purpose inside the notebook (bad input) is re-raised with its one-line message.
+    ``run_parameters``: what the report's parameters cell shows (:func:`tidy_executed`).
     """
     import papermill
 
@@ -221,7 +240,7 @@ def run_notebook(
         raise
     finally:
         os.environ.pop(QUIET_VARIABLE, None)
-    tidy_executed(tmp, output)
+    tidy_executed(tmp, output, run_parameters=run_parameters)
     output.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, output)
     if failed.exists():

@@ -174,7 +174,8 @@ def summarize(
     ``tables``: ``intervals`` (:func:`interval_table`), ``networks``, ``criteria``, ``claims``,
     ``layers`` (:func:`layer_width_table`); for ``dvc plots``: per network ``curves_<arch>``
     (:func:`curve_table`) and ``layers_<arch>`` (:func:`layer_steps_table`), and
-    ``criteria_curves`` (one column per SqueezeNet run: its EER at the matched shares).
+    ``criteria_curves`` (one column per SqueezeNet run, named by its criterion: its EER at the
+    matched shares).
     """
     main = dict(main_runs(runs, arch_order=arch_order) if main is None else main)
     controls = control_runs(runs) if controls is None else controls
@@ -217,6 +218,8 @@ def summarize(
         shares = criteria_table[~criteria_table["share"].str.startswith("mean")]
         wide = shares.pivot(index="share", columns="run", values="estimate")
         wide.index = wide.index.astype(float).rename("filters_removed_pct")
+        # one network: its runs named by their criterion alone, which a plot legend keeps whole
+        wide.columns = [str(run).split("-", 1)[-1] for run in wide.columns]
         tables["criteria_curves"] = wide.sort_index().reset_index()
     return Summary(compact, tables)
 

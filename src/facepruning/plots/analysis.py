@@ -430,27 +430,25 @@ def layer_bars(
 ) -> plt.Figure:
     """Filters per layer group as bars, the way the papers plot layers: one panel per network
     (titled with :func:`.style.label` of its key, read in ``labels`` first, e.g. a run's label;
-    groups in network order, input on the left), the width at the start in light grey and the
-    filters left after each step of ``steps`` (default: the middle and the last step) overlaid."""
-    fig, axes = plt.subplots(len(layers), 1, figsize=(11, 2.9 * len(layers) + 0.4), squeeze=False)
+    groups in network order, input on the left, each named below its bar), the width at the
+    start in light grey and the filters left after each step of ``steps`` (default: the middle
+    and the last step) overlaid in the network's colour, lighter for the earlier step."""
+    fig, axes = plt.subplots(len(layers), 1, figsize=(11, 4.2 * len(layers) + 0.4), squeeze=False)
     for ax, (name, table) in zip(axes[:, 0], layers.items(), strict=True):
         table = table[sorted(table.columns)]
         cols = list(table.columns)
         shown = list(steps) if steps is not None else sorted({cols[len(cols) // 2], cols[-1]})
         shown = [s for s in shown if s in table.columns and s != cols[0]]
         x = np.arange(len(table))
+        color = palette([name])[name]
         ax.bar(x, table[cols[0]], color="#DDDDDD", width=0.85, label=f"start (step {cols[0]})")
         for k, step in enumerate(shown):
-            ax.bar(x, table[step], width=0.85 - 0.25 * (k + 1) / max(1, len(shown)),
-                   color=OKABE_ITO[k % len(OKABE_ITO)], label=f"after step {step}")  # fmt: skip
-        ax.set_yscale("log", base=2)
-        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%d"))
-        ax.set(
-            xlim=(-0.6, len(table) - 0.4),
-            ylabel="filters (log scale)",
-            title=label(name, labels=labels),
-        )
-        ax.set_xticks(x[:: max(1, len(x) // 20)])
+            share = (k + 1) / len(shown)  # later steps narrower and darker
+            ax.bar(x, table[step], width=0.85 - 0.25 * share, color=color,
+                   alpha=0.45 + 0.55 * share, label=f"after step {step}")  # fmt: skip
+        ax.set(xlim=(-0.6, len(table) - 0.4), ylabel="filters", title=label(name, labels=labels))
+        names = [str(g).removeprefix("backbone.") for g in table.index]
+        ax.set_xticks(x, names, rotation=90, fontsize=6)
         ax.legend(loc="upper left", fontsize=8, ncol=len(shown) + 1)
     axes[-1][0].set_xlabel("layer group, in network order (input on the left)")
     fig.suptitle(title or "filters per layer group")

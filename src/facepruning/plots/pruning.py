@@ -7,6 +7,7 @@ Importing this module applies the figures' theme (:func:`.style.apply_theme`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,9 +16,18 @@ import seaborn as sns
 from matplotlib import ticker
 
 from . import style
-from .style import METRIC_LABELS, STAGE_LABEL, STAGE_MARKER, STAGE_STYLE, label, palette
+from .style import (
+    CONTROL_STAGE_LABEL,
+    EER_MIN_SPAN,
+    METRIC_LABELS,
+    STAGE_LABEL,
+    STAGE_MARKER,
+    STAGE_STYLE,
+    label,
+    palette,
+)
 
-__all__ = ["pruning_curves", "layer_heatmap", "taylor_check"]
+__all__ = ["pruning_curves", "layer_heatmap", "taylor_check", "taylor_checks"]
 
 style.apply_theme()
 
@@ -29,10 +39,13 @@ def pruning_curves(
     x: str = "filters_removed_pct",
     hue: str | None = None,
     labels: Mapping[str, str] | None = None,
+    control: bool = False,
     title: str = "",
 ) -> plt.Figure:
     """Metrics against ``x`` (the share of filters removed; ``"step"`` for a run that removes
-    nothing), pruned (solid) and fine-tuned (dashed), from the original network.
+    nothing), pruned (solid) and fine-tuned (dashed), from the original network. A ``control``
+    (nothing removed) names its curves before and after fine-tuning. An EER axis spans at least
+    :data:`.style.EER_MIN_SPAN`.
 
     ``hue`` names a column (architecture, criterion) drawn in separate colours, named in the
     legend with :func:`.style.label` (``labels``: the display texts of keys it does not know,
@@ -41,6 +54,7 @@ def pruning_curves(
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
     groups = history.groupby(hue) if hue else [("", history)]
     colors = palette([g for g, _ in groups])
+    stage_label = CONTROL_STAGE_LABEL if control else STAGE_LABEL
     for ax, metric in zip(axes[0], metrics, strict=True):
         for key, frame in groups:
             for stage in ("pruned", "finetuned"):
@@ -48,9 +62,9 @@ def pruning_curves(
                 if rows[metric].notna().sum() < 2:
                     continue
                 text = (
-                    f"{label(key, labels=labels)}, {STAGE_LABEL[stage]}"
+                    f"{label(key, labels=labels)}, {stage_label[stage]}"
                     if hue
-                    else STAGE_LABEL[stage]
+                    else stage_label[stage]
                 )
                 ax.plot(
                     rows[x],
@@ -61,6 +75,8 @@ def pruning_curves(
                     ms=4,
                     label=text,
                 )
+        if metric.endswith("eer"):
+            _widen(ax, EER_MIN_SPAN)
         name = METRIC_LABELS.get(metric, metric)
         ax.set(xlabel=METRIC_LABELS.get(x, x.replace("_", " ")), ylabel=name, title=name)
         if x == "step":
@@ -69,6 +85,15 @@ def pruning_curves(
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _widen(ax: plt.Axes, span: float) -> None:
+    """Widen the y axis around its centre to at least ``span``, never below zero."""
+    low, high = ax.get_ylim()
+    if high - low < span:
+        centre = (low + high) / 2
+        low = max(0.0, centre - span / 2)
+        ax.set_ylim(low, low + span)
 
 
 def layer_heatmap(layers: pd.DataFrame, *, title: str = "") -> plt.Figure:
@@ -98,13 +123,16 @@ def taylor_check(
     *,
     group: str,
     criterion: str,
+    uses: str,
 ) -> plt.Figure:
     """Notebook 03's worked example (:func:`facepruning.pruning.taylor_prediction_check`).
 
     Left: the first-order prediction of the loss change against the change measured, one point
     per zeroed channel of ``group``, with the dotted diagonal of a perfect estimate. Right:
     ``criterion``'s scores of all the group's channels, sorted (the left end goes first);
-    ``criterion`` is the criterion's display name (e.g. "Taylor (activations)"), shown as given.
+    ``criterion`` is the criterion's display name (e.g. "Taylor (activations)"), shown as given,
+    and ``uses`` what its scores are computed from (e.g. "one mini-batch", "the weights alone").
+    The left panel tests the Taylor estimate whatever the run's criterion.
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     lim = np.abs(np.r_[predicted, measured]).max() * 1.05
@@ -113,13 +141,33 @@ def taylor_check(
     axes[0].set(
         xlabel="first-order prediction of the loss change",
         ylabel="measured loss change",
-        title=f"{group}: zeroing one channel at a time",
+        title=f"{group}: the Taylor estimate, one channel zeroed at a time",
     )
     axes[1].plot(np.sort(scores), marker=".", lw=0.8)
     axes[1].set(
         xlabel="channel (sorted by score)",
         ylabel=f"{criterion} score",
-        title="scores on one mini-batch; the left end goes first",
+        title=f"{criterion} from {uses}; the left end goes first",
     )
+    fig.tight_layout()
+    return fig
+
+
+def taylor_checks(checks: Mapping[str, Any]) -> plt.Figure:
+    """The first-order prediction against the measured loss change in several groups, one panel
+    each (``checks``: role -> :class:`~facepruning.pruning.TaylorCheck`), with the dotted
+    diagonal of a perfect estimate and the correlation in the title."""
+    fig, axes = plt.subplots(1, len(checks), figsize=(3.4 * len(checks), 3.4), squeeze=False)
+    for ax, (role, check) in zip(axes[0], checks.items(), strict=True):
+        lim = np.abs(np.r_[check.predicted, check.measured]).max() * 1.05 or 1.0
+        ax.scatter(check.predicted, check.measured, s=12)
+        ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls=":")
+        short = check.group.removeprefix("backbone.")
+        ax.set(
+            xlabel="first-order prediction",
+            title=f"{role}: {short}\nr = {check.correlation:.2f}",
+        )
+        ax.title.set_fontsize(9)
+    axes[0][0].set_ylabel("measured loss change")
     fig.tight_layout()
     return fig

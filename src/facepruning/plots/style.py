@@ -28,6 +28,8 @@ __all__ = [
     "STAGE_STYLE",
     "STAGE_MARKER",
     "STAGE_LABEL",
+    "CONTROL_STAGE_LABEL",
+    "EER_MIN_SPAN",
     "REFERENCE",
     "METRIC_LABELS",
     "NETWORK_LABELS",
@@ -35,6 +37,7 @@ __all__ = [
     "apply_theme",
     "label",
     "palette",
+    "COLOR_OF",
     "save_figure",
 ]
 
@@ -51,6 +54,10 @@ OKABE_ITO = [
 STAGE_STYLE = {"pruned": "-", "finetuned": "--", "original": ":", "final": "-."}
 STAGE_MARKER = {"pruned": "o", "finetuned": "s", "original": "o", "final": "*"}
 STAGE_LABEL = {"pruned": "pruned", "finetuned": "pruned + fine-tuned"}
+#: The same rows of a no-pruning control, where nothing is pruned.
+CONTROL_STAGE_LABEL = {"pruned": "before fine-tuning", "finetuned": "after fine-tuning"}
+#: An EER axis spans at least this much, so that a flat curve's noise does not look like a trend.
+EER_MIN_SPAN = 0.1
 #: Colour of reference marks (original level, tolerance band, controls).
 REFERENCE = "#555555"
 #: Words for the metric keys of the histories.
@@ -116,9 +123,45 @@ def _label(key: str, labels: Mapping[str, str]) -> str:
     return key
 
 
+#: The colour of each network and each criterion, the same in every figure: a figure of several
+#: networks colours by network, a figure of one network's runs by criterion.
+COLOR_OF = {
+    "squeezenet": OKABE_ITO[0],
+    "mobilenet_v2": OKABE_ITO[1],
+    "resnet50": OKABE_ITO[2],
+    "taylor_activation": OKABE_ITO[3],
+    "taylor_weight": OKABE_ITO[4],
+    "l1_norm": OKABE_ITO[5],
+    "random": "#999999",
+    "taylor_activation_unnormalized": "#000000",
+    "control": REFERENCE,
+}
+
+
+def _parts(key) -> tuple[str | None, str | None]:
+    """(network, criterion) of a run name ``<arch>-<criterion>``, a network or a criterion."""
+    text = str(key)
+    arch, sep, rest = text.partition("-")
+    if sep and arch in NETWORK_LABELS:
+        return arch, rest
+    return (text, None) if text in NETWORK_LABELS else (None, text)
+
+
 def palette(keys: Sequence) -> dict:
-    """One Okabe-Ito colour per key, in order (cycling past seven)."""
-    return {k: OKABE_ITO[i % len(OKABE_ITO)] for i, k in enumerate(keys)}
+    """A colour per key: networks and criteria (and runs, by the one of the two that differs
+    among ``keys``) get their :data:`COLOR_OF` colour in every figure; other keys the Okabe-Ito
+    colours left, in order."""
+    parts = {k: _parts(k) for k in keys}
+    archs = {a for a, _ in parts.values() if a is not None}
+    by_arch = len(archs) > 1 or all(c is None for _, c in parts.values())
+    fixed = {}
+    for key, (arch, criterion) in parts.items():
+        name = arch if by_arch or criterion is None else criterion
+        if name in COLOR_OF:
+            fixed[key] = COLOR_OF[name]
+    spare = [c for c in OKABE_ITO if c not in fixed.values()] or OKABE_ITO
+    others = [k for k in keys if k not in fixed]
+    return {**fixed, **{k: spare[i % len(spare)] for i, k in enumerate(others)}}
 
 
 #: Metadata that would make the same figure differ between saves, matplotlib versions or

@@ -47,6 +47,7 @@ from .oneshot import Pruned, PruneReport, prune
 from .scoring import (
     ImportanceAccumulator,
     TaylorCheck,
+    example_groups,
     normalize_per_group,
     taylor_prediction_check,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "normalize_per_group",
     "TaylorCheck",
     "taylor_prediction_check",
+    "example_groups",
     # surgery
     "ChannelGroup",
     "prunable_groups",

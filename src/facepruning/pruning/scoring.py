@@ -39,6 +39,7 @@ __all__ = [
     "normalize_per_group",
     "TaylorCheck",
     "taylor_prediction_check",
+    "example_groups",
 ]
 
 
@@ -308,3 +309,26 @@ def taylor_prediction_check(
         scores=scores,
         loss=base,
     )
+
+
+def example_groups(groups: Sequence[ChannelGroup]) -> dict[str, ChannelGroup]:
+    """Where to look at the first-order estimate (notebook 03's worked example): the ``stem``
+    (the first group, at full resolution), a ``middle`` group, the ``widest`` group and, where
+    the network has groups of several convs, the first of those with the most (``coupled group``:
+    ResNet50's residual streams, whose blocks add into one another; MobileNetV2's expansion conv
+    with its depthwise partner). A group that plays two roles is named once, by its first."""
+    if not groups:
+        raise PruningError("the network has no prunable groups to look at")
+    roles = {
+        "stem": groups[0],
+        "middle": groups[len(groups) // 2],
+        "widest": max(groups, key=lambda g: g.size),
+    }
+    most = max(g.filters_per_channel for g in groups)
+    if most > 1:
+        roles["coupled group"] = next(g for g in groups if g.filters_per_channel == most)
+    named: dict[str, ChannelGroup] = {}
+    for role, group in roles.items():
+        if all(group.name != g.name for g in named.values()):
+            named[role] = group
+    return named

@@ -1,0 +1,173 @@
+"""The sentences that interpret a run's results, written from the results themselves.
+
+A report's "What to see" line must say what its own numbers show: the same sentence typed once
+for every run reads true for one run and false for the next (fine-tuning that "wins back" what it
+made worse, a random criterion that "prefers" wide layers). Each function here takes the numbers a
+figure shows and chooses its phrasing by their sign, size or kind; ``tests/test_readings.py`` feeds
+them contrasting inputs and checks the sentence changes with them.
+
+- :func:`training_reading`: notebook 02's loss curves (levelled off or still falling, a spike);
+- :func:`finetuning_reading`: notebook 03's curves (how often fine-tuning helps, the control);
+- :func:`width_reading`: notebook 03's width correlation (a criterion blind to width says so);
+- :func:`taylor_check_reading`: notebook 03's worked example (where the estimate holds, where not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["training_reading", "finetuning_reading", "width_reading", "taylor_check_reading"]
+
+#: Correlations of predicted and measured loss changes at least this high: the estimate ranks
+#: channels as removal does; below :data:`POOR`, it does not.
+GOOD, POOR = 0.9, 0.5
+
+#: Criteria that never look at a layer's width or its weights: any correlation with width is the
+#: selection's and chance's, not the criterion's.
+WIDTH_BLIND = ("random",)
+
+#: A validation loss this many times the training loss of the same epoch is called a spike.
+SPIKE_RATIO = 10.0
+
+
+def training_reading(
+    history: pd.DataFrame, *, lr_levels: Sequence[float], converged: bool, patience: int
+) -> str:
+    """What notebook 02's loss curves show: where the validation loss is lowest, whether it
+    levelled off or was still falling when training stopped, and any epochs where it lies far
+    above the training loss.
+
+    ``history``: one row per epoch with ``epoch``, ``train_loss``, ``val_loss``, ``lr``,
+    ``train_acc`` and ``val_acc``; ``converged``: the schedule ran out (rather than the epoch cap).
+    """
+    best = history.loc[history["val_loss"].idxmin()]
+    last = history.iloc[-1]
+    epochs_since_best = int(last["epoch"] - best["epoch"])
+    lowest = f"the validation loss is lowest at epoch {best['epoch']:.0f} ({best['val_loss']:.3f})"
+    if converged:
+        shape = (
+            f"{lowest} and levels off there: the learning rate took all {len(lr_levels)} values "
+            "of the schedule, and the plateau on the last one ended training"
+        )
+    elif epochs_since_best < patience:
+        shape = (
+            f"{lowest}, within {patience} epochs of the cap: it was still falling when training "
+            f"stopped at epoch {last['epoch']:.0f}, on {history['lr'].nunique()} of the "
+            f"schedule's {len(lr_levels)} learning rates, so the network is not converged"
+        )
+    else:
+        shape = (
+            f"{lowest}, {epochs_since_best} epochs before the cap at epoch {last['epoch']:.0f}: it "
+            f"levelled off, but the schedule had taken only {history['lr'].nunique()} of its "
+            f"{len(lr_levels)} learning rates"
+        )
+    spike = ""
+    spiky = history[history["val_loss"] > SPIKE_RATIO * history["train_loss"]]
+    if len(spiky):
+        peak = spiky.loc[spiky["val_loss"].idxmax()]
+        spike = (
+            f" The validation loss peaks at {peak['val_loss']:,.0f} (epoch {peak['epoch']:.0f}) "
+            f"and is more than {SPIKE_RATIO:.0f} times the training loss in {len(spiky)} epochs, "
+            f"the last of them epoch {spiky['epoch'].iloc[-1]:.0f}: it is measured in evaluation "
+            "mode, with BatchNorm's running statistics (the log scale keeps it on the plot)."
+        )
+    return (
+        f"Here {shape}. The last epoch reached {last['train_acc']:.2f} identification accuracy "
+        f"on training and {last['val_acc']:.2f} on validation images.{spike}"
+    )
+
+
+def finetuning_reading(history: pd.DataFrame, *, control: bool, metric: str = "t1/eer") -> str:
+    """What notebook 03's curves show of ``metric`` (lower is better): from the original to the
+    last pruned step and after the final fine-tuning, and in how many steps the short
+    fine-tuning lowered or raised it. For the no-pruning ``control`` the same numbers read as
+    what training alone does.
+    """
+    rows = history[history["stage"].isin(["pruned", "finetuned"])]
+    paired = rows.pivot_table(index="step", columns="stage", values=metric).dropna()
+    first = float(history.loc[history["stage"] == "original", metric].iloc[0])
+    pruned = history[history["stage"] == "pruned"]
+    last = pruned.iloc[-1] if len(pruned) else history.iloc[0]
+    final = float(history[metric].iloc[-1])
+    name = "1-image EER" if metric == "t1/eer" else metric
+    if control:
+        path = (
+            f"With nothing removed, the same training moves the {name} from {first:.3f} at step 0 "
+            f"to {last[metric]:.3f} at step {last['step']:.0f} (before its fine-tuning) and "
+            f"{final:.3f} after the final fine-tuning: the drift a pruning run shows on top of "
+            "its pruning"
+        )
+    else:
+        path = (
+            f"The {name} goes from {first:.3f} unpruned to {last[metric]:.3f} at step "
+            f"{last['step']:.0f} as pruned ({last['filters_removed_pct']:.1f}% of the filters "
+            f"removed) and {final:.3f} after the final fine-tuning"
+        )
+    if paired.empty or not {"pruned", "finetuned"} <= set(paired.columns):
+        return path + "."
+    change = paired["finetuned"] - paired["pruned"]
+    better, worse, n = int((change < 0).sum()), int((change > 0).sum()), len(change)
+    what = "each short training" if control else "the short fine-tuning after a step"
+    if better > worse:
+        verdict = f"{what} lowers it in {better} of {n} steps (raises it in {worse})"
+    elif worse > better and control:
+        verdict = f"{what} raises it in {worse} of {n} steps (lowers it in {better})"
+    elif worse > better:
+        verdict = (
+            f"{what} raises it in {worse} of {n} steps and lowers it in only {better}: on these "
+            "test identities it does not win back what removal cost"
+        )
+    else:
+        verdict = f"{what} lowers it in {better} of {n} steps and raises it in as many"
+    return f"{path}; {verdict} (mean change {change.mean():+.3f})."
+
+
+def width_reading(rho: float, *, criterion: str) -> str:
+    """What notebook 03's width correlation says: Spearman's rho between a group's original width
+    and the share of it removed, read as a preference of the criterion unless the criterion is
+    blind to width (:data:`WIDTH_BLIND`), where it can only be the selection's and chance's."""
+    if np.isnan(rho):
+        return "every group lost the same share, so width and share lost have no rank correlation"
+    stated = f"Spearman's rho of width and share lost is {rho:.2f}"
+    if criterion in WIDTH_BLIND:
+        return (
+            f"{stated}; `{criterion}` never looks at a group's width, so this is what chance and "
+            "the loop's selection (whole multiples of channels, a minimum per group) give, not a "
+            "preference of the criterion"
+        )
+    trend = "more" if rho > 0 else "less" if rho < 0 else "neither more nor less"
+    return f"{stated}: wider groups tended to lose {trend}"
+
+
+def taylor_check_reading(correlations: dict[str, float]) -> str:
+    """What notebook 03's worked example shows: in which groups (role -> correlation of the
+    first-order prediction with the measured loss change) the estimate ranks channels as removing
+    them does (r >= :data:`GOOD`), in which it does not (r < :data:`POOR`), and in between."""
+
+    def named(items):
+        return ", ".join(f"the {role} (r = {r:.2f})" for role, r in items)
+
+    known = {k: v for k, v in correlations.items() if not np.isnan(v)}
+    good = [(k, v) for k, v in known.items() if v >= GOOD]
+    poor = [(k, v) for k, v in known.items() if v < POOR]
+    fair = [(k, v) for k, v in known.items() if POOR <= v < GOOD]
+    parts = []
+    if good:
+        parts.append(
+            f"the first-order estimate ranks channels as zeroing them does in {named(good)}"
+        )
+    if fair:
+        parts.append(f"it ranks them roughly in {named(fair)}")
+    if poor:
+        parts.append(
+            f"it fails in {named(poor)}: there removing a channel changes the loss otherwise than "
+            "its local slope says, so the scores there are a weak guide to what removal costs"
+        )
+    missing = sorted(set(correlations) - set(known))
+    if missing:
+        parts.append(f"no correlation is defined for the {', '.join(missing)} (constant changes)")
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "."

@@ -1,0 +1,104 @@
+"""The interpreting sentences change with the numbers they interpret (facepruning.readings)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from facepruning import readings
+
+LEVELS = [0.01, 0.005, 0.001, 0.0001]
+
+
+def _training(val_loss, lr=None):
+    n = len(val_loss)
+    return pd.DataFrame(
+        {
+            "epoch": np.arange(1, n + 1),
+            "val_loss": val_loss,
+            "train_loss": np.minimum(val_loss, 3.0),
+            "lr": lr if lr is not None else [0.01] * n,
+            "train_acc": np.linspace(0.1, 0.99, n),
+            "val_acc": np.linspace(0.1, 0.9, n),
+        }
+    )
+
+
+def test_training_reading_tells_still_falling_from_levelled_off():
+    falling = readings.training_reading(
+        _training(np.linspace(3, 0.1, 20)), lr_levels=LEVELS, converged=False, patience=3
+    )
+    assert "still falling" in falling and "not converged" in falling and "epoch 20" in falling
+    flat = readings.training_reading(
+        _training(np.r_[np.linspace(3, 0.1, 10), np.full(10, 0.2)]),
+        lr_levels=LEVELS,
+        converged=False,
+        patience=3,
+    )
+    assert "levelled off" in flat and "still falling" not in flat and "epoch 10" in flat
+    done = readings.training_reading(
+        _training(np.r_[np.linspace(3, 0.1, 10), np.full(5, 0.2)], lr=[0.01] * 10 + [1e-4] * 5),
+        lr_levels=LEVELS,
+        converged=True,
+        patience=3,
+    )
+    assert "ended training" in done and "still falling" not in done
+
+
+def test_training_reading_names_a_validation_spike_only_when_there_is_one():
+    spiky = _training(np.r_[1620.0, 40.0, np.linspace(3, 0.1, 18)])
+    text = readings.training_reading(spiky, lr_levels=LEVELS, converged=False, patience=3)
+    assert "peaks at 1,620 (epoch 1)" in text and "in 2 epochs, the last of them epoch 2" in text
+    calm = _training(np.linspace(3, 0.1, 20))
+    assert "times the best" not in readings.training_reading(
+        calm, lr_levels=LEVELS, converged=False, patience=3
+    )
+
+
+def _pruning(pruned, finetuned):
+    rows = [{"step": 0, "stage": "original", "t1/eer": 0.10, "filters_removed_pct": 0.0}]
+    for step, (p, f) in enumerate(zip(pruned, finetuned, strict=True), start=1):
+        rows.append({"step": step, "stage": "pruned", "t1/eer": p, "filters_removed_pct": 4 * step})
+        rows.append(
+            {"step": step, "stage": "finetuned", "t1/eer": f, "filters_removed_pct": 4 * step}
+        )
+    rows.append({"step": len(pruned), "stage": "final", "t1/eer": 0.12, "filters_removed_pct": 40})
+    return pd.DataFrame(rows)
+
+
+def test_finetuning_reading_follows_the_sign_of_what_finetuning_does():
+    helps = readings.finetuning_reading(
+        _pruning([0.15, 0.16, 0.17], [0.11, 0.12, 0.18]), control=False
+    )
+    assert "lowers it in 2 of 3 steps" in helps and "win back" not in helps
+    hurts = readings.finetuning_reading(
+        _pruning([0.139, 0.14, 0.15], [0.173, 0.16, 0.14]), control=False
+    )
+    assert "raises it in 2 of 3 steps" in hurts and "does not win back" in hurts
+    assert "0.100 unpruned" in hurts and "0.150 at step 3" in hurts and "0.120 after" in hurts
+
+
+def test_finetuning_reading_of_the_control_speaks_of_training_not_pruning():
+    text = readings.finetuning_reading(_pruning([0.1, 0.1], [0.09, 0.095]), control=True)
+    assert "nothing removed" in text and "filters removed" not in text
+    assert "removal" not in text and "lowers it in 2 of 2" in text
+    worse = readings.finetuning_reading(_pruning([0.1, 0.1], [0.12, 0.11]), control=True)
+    assert "raises it in 2 of 2 steps (lowers it in 0)" in worse and "win back" not in worse
+
+
+def test_width_reading_does_not_credit_a_width_blind_criterion():
+    taylor = readings.width_reading(0.36, criterion="taylor_activation")
+    assert "wider groups tended to lose more" in taylor
+    assert "tended to lose less" in readings.width_reading(-0.4, criterion="l1_norm")
+    blind = readings.width_reading(0.36, criterion="random")
+    assert "0.36" in blind and "tended" not in blind and "never looks at" in blind
+    assert "no rank correlation" in readings.width_reading(float("nan"), criterion="random")
+
+
+def test_taylor_check_reading_says_where_the_estimate_holds_and_where_it_fails():
+    text = readings.taylor_check_reading({"stem": 0.2, "middle": 0.7, "widest": 0.99})
+    assert "ranks channels as zeroing them does in the widest (r = 0.99)" in text
+    assert "roughly in the middle (r = 0.70)" in text and "fails in the stem (r = 0.20)" in text
+    fine = readings.taylor_check_reading({"stem": 0.95, "widest": 0.99})
+    assert "fails" not in fine and "the stem (r = 0.95), the widest (r = 0.99)" in fine
+    assert "No correlation" in readings.taylor_check_reading({"stem": float("nan")})
