@@ -236,6 +236,12 @@ def test_layer_bars_and_descriptor_sizes():
     last = ax.containers[-1][0].get_facecolor()
     assert to_hex(last) == style.COLOR_OF["resnet50"].lower()
     plt.close(fig)
+    # one panel per network's run: each in its network's colour, not the shared criterion's
+    runs = {"squeezenet-taylor_activation": layers, "resnet50-taylor_activation": layers}
+    fig = analysis.layer_bars(runs)
+    shown = [to_hex(ax.containers[-1][0].get_facecolor()) for ax in fig.axes]
+    assert shown == [style.COLOR_OF["squeezenet"].lower(), style.COLOR_OF["resnet50"].lower()]
+    plt.close(fig)
     hist = _history().assign(descriptor_size=lambda f: 512 - 10 * f["step"])
     fig = analysis.descriptor_sizes(hist, col_order=["squeezenet", "resnet50"])
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["SqueezeNet", "ResNet50"]

@@ -434,13 +434,14 @@ def layer_bars(
     start in light grey and the filters left after each step of ``steps`` (default: the middle
     and the last step) overlaid in the network's colour, lighter for the earlier step."""
     fig, axes = plt.subplots(len(layers), 1, figsize=(11, 4.2 * len(layers) + 0.4), squeeze=False)
+    colors = palette(list(layers))  # all keys at once: runs of several networks, by network
     for ax, (name, table) in zip(axes[:, 0], layers.items(), strict=True):
         table = table[sorted(table.columns)]
         cols = list(table.columns)
         shown = list(steps) if steps is not None else sorted({cols[len(cols) // 2], cols[-1]})
         shown = [s for s in shown if s in table.columns and s != cols[0]]
         x = np.arange(len(table))
-        color = palette([name])[name]
+        color = colors[name]
         ax.bar(x, table[cols[0]], color="#DDDDDD", width=0.85, label=f"start (step {cols[0]})")
         for k, step in enumerate(shown):
             share = (k + 1) / len(shown)  # later steps narrower and darker
