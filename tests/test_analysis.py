@@ -803,3 +803,77 @@ def test_summarize_without_scores_or_second_criterion():
     assert sq["t1_eer"]["original_ci"] is None and sq["t1_eer"]["original"] is not None
     assert s.compact["criteria"] is None and s.compact["claims"] == {}
     assert s.tables["intervals"].empty
+
+
+def test_change_curves_equal_paired_differences_and_the_claims_read_their_points():
+    good = _synthetic_run(
+        "squeezenet-taylor_activation", "squeezenet", "taylor_activation",
+        pruned=[3.0, 1.2, 0.9, 0.6, 0.3], finetuned=[3.0, 1.9, 1.7, 1.5, 1.4], final=1.5,
+    )  # fmt: skip
+    control = _synthetic_run(
+        "squeezenet-control", "squeezenet", "none", pruned=[1.5] * 5, finetuned=[1.5] * 5, final=1.5
+    )
+    runs = {r.key: r for r, _ in (good, control)}
+    scores = {r.key: s for r, s in (good, control)}
+    counts = stats_mod.identity_bootstrap(K_IDS, 500)
+    comparisons = {"original": ["t1/eer"], "control": ["t1/eer"]}
+    curves = an.change_curves(runs, scores, counts={0: counts}, comparisons=comparisons)
+    assert len(curves) == 2 * 5 and set(curves["training_runs"]) == {1}
+    key, rs, crs = good[0].key, good[1], control[1]
+    for row in curves.itertuples():
+        base = (rs, (0, "original")) if row.against == "original" else (crs, (row.step, "pruned"))
+        want = an.paired_difference_at(rs, (row.step, "pruned"), *base, counts, "t1/eer")
+        assert (row.estimate, row.low, row.high) == pytest.approx(
+            (want["estimate"], want["low"], want["high"])
+        )
+    lines = {c["id"]: c for c in an.judge_claims(runs, scores, tolerance=0.02, counts=counts)}
+    for cid in ("C1", "C1/control", "C3"):
+        c = lines[cid]
+        at = curves[(curves["against"] == c["against"]) & (curves["step"] == c["at_step"])]
+        assert at["filters_removed_pct"].item() == c["at_filters_removed_pct"]
+        assert (at["low"].item(), at["high"].item()) == pytest.approx((c["low"], c["high"]))
+    # the sentence follows the curves: step 1 better than the original, the late steps worse
+    text = an.change_reading(curves[curves["against"] == "original"], labels={"squeezenet": "SN"})
+    assert text.startswith("SN (1 training run") and "on the worse side of zero at 4 of 5" in text
+    assert "the first at 24% removed, on the better side at 1;" in text
+    # a TAR falling is worse: the same numbers read for a TAR swap the sides
+    tar = curves[curves["against"] == "original"].assign(metric="t1/tar@far=0.01")
+    text = an.change_reading(tar, metric="t1/tar@far=0.01", labels={"squeezenet": "SN"})
+    assert (
+        "worse side of zero at 1 of 5 steps, the first at 12% removed, on the better side at 4"
+        in text
+    )
+    assert key in set(curves["run"])
+    with pytest.raises(DataError, match="compare against 'original' or 'control'"):
+        an.change_curves(runs, scores, counts={0: counts}, comparisons={"final": ["t1/eer"]})
+
+
+def test_the_envelope_a_verdict_is_taken_on_reaches_the_tables_and_the_readme():
+    from facepruning import readme
+    from facepruning.analysis.claims import _claims_compact
+
+    line = {
+        "id": "C2", "claim": an.CLAIMS["C2"], "metric": "t5/eer change", "estimate": 0.0,
+        "low": -0.02, "high": 0.016, "threshold": 0.02, "verdict": "inconclusive", "detail": "",
+        "identities": 40, "training_runs": 6, "run_share": 0.3, "loo_low": -0.025,
+        "loo_high": 0.023,
+    }  # fmt: skip
+    compact = _claims_compact([line])
+    assert compact["C2"]["without_one_run"] == [-0.025, 0.023]
+    assert an.claims_table(compact).loc["C2", "without any one run"] == "[-0.025, +0.023]"
+    rests = "40 identities, 6 training runs; without any one run [-0.025, +0.023]"
+    assert readme._rests_on(compact["C2"]) == rests
+    single = _claims_compact([{**line, "loo_low": float("nan"), "loo_high": float("nan")}])
+    assert "without_one_run" not in single["C2"]
+    assert an.claims_table(single).loc["C2", "without any one run"] == ""
+    assert an.fmt_envelope([None, 0.01]) == "[unbounded, +0.010]"
+
+
+def test_rate_intervals_stay_within_the_range_of_a_rate():
+    from facepruning.analysis.intervals import _rate_interval
+
+    reps = np.r_[np.zeros(900), np.full(100, 0.05)]  # an EER near 0
+    raw = an.expanded_interval(reps, 0.005, n=10)
+    assert raw[0] < 0  # the widening alone would reach below any possible EER
+    assert _rate_interval(reps, 0.005, n=10, level=0.95) == (0.0, pytest.approx(raw[1]))
+    assert _rate_interval(1 - reps, 0.995, n=10, level=0.95)[1] == 1.0

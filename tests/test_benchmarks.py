@@ -173,6 +173,10 @@ def test_perturbed_kernels_report_tells_a_crossed_verdict_from_a_moved_one():
     assert "| C3 | +0.030 [+0.020, +0.040] holds | +0.000 [-0.010, +0.010] inconclusive |" in text
     same = markdown(compare(before, before))
     assert "No verdict crossed" in same and "No verdict moved" in same
+    pooled = {"C2": {**line("inconclusive", 0.0), "loo_low": -0.02, "loo_high": 0.025}}
+    assert "+0.000 [-0.010, +0.010], without any one run [-0.020, +0.025] inconclusive" in (
+        markdown(compare(pooled, pooled))
+    )
 
 
 def test_phase_clock_counts_a_nested_phase_in_the_inner_one_only():

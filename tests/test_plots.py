@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,10 @@ def _intervals() -> pd.DataFrame:
                 pct = 0.0 if run == "sq-control" else 10.0 * step
                 for metric in ("t1/eer", "t1/tar@far=0.01"):
                     e = 0.2 + slope * pct * (2 if stage == "pruned" else 1)
+                    params = 1e6 - 1e5 * step
+                    removed = 100 * (1 - params / 1e6)
                     rows.append(
-                        (run, step, stage, pct, 1e6 - 1e5 * step, metric, e, e - 0.02, e + 0.02)
+                        (run, step, stage, pct, params, removed, metric, e, e - 0.02, e + 0.02)
                     )
     cols = [
         "run",
@@ -51,6 +54,7 @@ def _intervals() -> pd.DataFrame:
         "stage",
         "filters_removed_pct",
         "params",
+        "params_removed_pct",
         "metric",
         "estimate",
         "low",
@@ -162,17 +166,24 @@ def test_criteria_curves_and_forest():
     table = _intervals()
     runs = {"taylor_activation": "sq-taylor", "none": "sq-control"}
     names = {"taylor_activation": "Taylor (activations)", "none": "control (nothing removed)"}
-    fig = analysis.criteria_curves(table, metric="t1/eer", runs=runs, labels=names)
-    pruned_ax, tuned_ax = fig.axes[:2]
-    assert pruned_ax.get_title() == "pruned" and tuned_ax.get_title() == "pruned + fine-tuned"
-    labels = [line.get_label() for line in pruned_ax.get_lines()]
-    assert labels == ["Taylor (activations)", "control (nothing removed)"]
-    assert len(pruned_ax.collections) == 2  # a band per run by default
+    kw = {"metric": "t1/eer", "runs": runs, "reference": "taylor_activation"}
+    fig = analysis.criteria_curves(table, **kw, labels=names)
+    axes = np.asarray(fig.axes).reshape(2, 2)  # rows: filters, parameters; a column per run
+    assert [ax.get_title() for ax in axes[0]] == list(names.values())
+    assert [ax.get_xlabel() for ax in axes[:, 0]] == [
+        "filters removed (%)",
+        "parameters removed (%)",
+    ]
+    assert all(len(ax.collections) == 1 for ax in axes.flat)  # every curve its own band
+    # the control's column shows Taylor thin and black behind it; Taylor's own column does not
+    assert [line.get_label() for line in axes[0][1].get_lines()] == list(names.values())
+    assert [line.get_label() for line in axes[0][0].get_lines()] == [names["taylor_activation"]]
+    # the bottom row counts parameters: step k removes 1e5 of 1e6 parameters, 10% each
+    taylor = axes[1][0].get_lines()[0]
+    assert list(taylor.get_xdata()) == pytest.approx([0.0, 10.0, 20.0, 30.0])
     plt.close(fig)
-    fig = analysis.criteria_curves(table, metric="t1/eer", runs=runs, bands=["taylor_activation"])
-    assert len(fig.axes[0].collections) == 1  # the reference's band only
-    # without labels a criterion is shown by its key: the plots know no criterion names
-    assert [line.get_label() for line in fig.axes[0].get_lines()] == list(runs)
+    fig = analysis.criteria_curves(table, **kw)  # without labels, a criterion is its key
+    assert [line.get_label() for line in fig.axes[1].get_lines()] == list(runs)
     plt.close(fig)
     frame = pd.DataFrame(
         {"name": ["a", "b"], "estimate": [0.1, -0.1], "low": [0.05, -0.2], "high": [0.2, 0.0]}
@@ -358,6 +369,43 @@ def test_tolerance_selection_shades_only_above_the_original():
         ys = np.asarray(band.get_xy())[:, 1]
     assert min(ys) == pytest.approx(0.20) and max(ys) == pytest.approx(0.22)
     assert band.get_label() == "tolerance (original + 0.02)"
+    assert not ax.containers  # no interval given: none drawn
+    plt.close(fig)
+    fig = analysis.tolerance_selection(
+        hist, metrics=["t1/eer"], tolerance=0.02, selected={"t1/eer": hist.iloc[2]},
+        intervals={"t1/eer": (0.15, 0.26)},
+    )  # fmt: skip
+    (bars,) = fig.axes[0].containers
+    (segment,) = bars.lines[2][0].get_segments()
+    assert [y for _, y in segment] == pytest.approx([0.15, 0.26])
+    plt.close(fig)
+
+
+def test_change_curves_draw_each_network_with_its_band_and_ring_the_claims():
+    frame = pd.DataFrame(
+        {
+            "arch": ["squeezenet"] * 3 + ["resnet50"] * 3,
+            "step": [1, 2, 3] * 2,
+            "filters_removed_pct": [10.0, 20.0, 30.0] * 2,
+            "metric": "t1/eer",
+            "estimate": [0.0, 0.01, 0.03, 0.0, 0.02, 0.05],
+        }
+    ).assign(low=lambda f: f["estimate"] - 0.01, high=lambda f: f["estimate"] + 0.01)
+    mark = {"metric": "t1/eer", "x": 20.0, "y": 0.01, "low": 0.0, "high": 0.02, "text": "C1: x"}
+    mark["envelope"] = (-0.01, 0.04)
+    fig = analysis.change_curves(
+        frame, metrics=["t1/eer"], ylabel="change", thresholds={"t1/eer": 0.02}, marks=[mark]
+    )
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["SqueezeNet"].get_color() == style.COLOR_OF["squeezenet"]
+    assert lines["ResNet50"].get_color() == style.COLOR_OF["resnet50"]
+    assert len(ax.collections) >= 2 and "tolerance (+0.02)" in lines
+    assert [t.get_text() for t in ax.texts] == ["C1: x"]
+    spans = sorted(
+        [y for _, y in bars.lines[2][0].get_segments()[0]] for bars in ax.containers
+    )  # the envelope behind the interval
+    assert spans == [pytest.approx([-0.01, 0.04]), pytest.approx([0.0, 0.02])]
     plt.close(fig)
 
 
@@ -413,3 +461,24 @@ def test_a_network_or_criterion_keeps_its_colour_in_every_figure():
     assert style.palette(["random", "l1_norm"])["l1_norm"] == style.COLOR_OF["l1_norm"]
     other = style.palette(["squeezenet", "something else"])["something else"]
     assert other not in (style.COLOR_OF["squeezenet"],)
+
+
+def test_taylor_checks_keep_tick_labels_of_tiny_losses_apart():
+    rng = np.random.default_rng(0)
+    checks = {
+        role: SimpleNamespace(
+            predicted=(p := rng.normal(0, scale, 24)),
+            measured=p + rng.normal(0, scale / 5, 24),
+            group=f"backbone.{role}",
+            correlation=0.9,
+        )
+        for role, scale in (("stem", 1e-3), ("widest", 7e-5))
+    }
+    fig = pruning.taylor_checks(checks)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text()]
+        assert len(boxes) >= 3
+        assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:], strict=False))  # no overlap
+        assert ax.get_title().startswith(("stem:", "widest:"))
+    plt.close(fig)

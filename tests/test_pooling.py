@@ -13,7 +13,7 @@ import pytest
 from facepruning import statistics as st
 from facepruning.analysis import coverage as cv
 from facepruning.analysis import pooling
-from facepruning.analysis.claims import verdict
+from facepruning.analysis.claims import _entry, verdict
 from facepruning.analysis.runs import PruneRun, RunScores
 from facepruning.errors import DataError, ParameterError
 from facepruning.prepare.manifest import split_identities
@@ -72,6 +72,30 @@ def test_a_claim_clear_of_zero_by_identities_alone_turns_inconclusive_with_train
     args = {"threshold": 0.0, "direction": "above"}
     assert verdict(pooled.estimate, pooled.identity_low, pooled.identity_high, **args) == "holds"
     assert verdict(pooled.estimate, pooled.low, pooled.high, **args) == "inconclusive"
+
+
+def test_a_verdict_carried_by_one_training_run_is_inconclusive():
+    # four folds agree on no change; fold 3's one run alone pulls the pooled interval below 0
+    values = {(0, 0): 0.0, (0, 1): 0.002, (1, 0): 0.0, (2, 0): 0.0, (3, 0): -0.06}
+    units = _units(values, sd=0.003)
+    ids = {f: 10 for f in range(4)}
+    pooled = pooling.pool(units, identities=ids)
+    # the envelope, recomputed independently: every pool without one run, and the full one
+    subsets = [
+        pooling.pool(
+            pooling.Units({u: v for u, v in units.values.items() if u != out}), identities=ids
+        )
+        for out in values
+    ]
+    assert pooled.loo_low == min([pooled.low, *(p.low for p in subsets)])
+    assert pooled.loo_high == max([pooled.high, *(p.high for p in subsets)])
+    args = {"threshold": 0.0, "direction": "below"}
+    assert verdict(pooled.estimate, pooled.low, pooled.high, **args) == "holds"
+    entry = _entry("C5", "t1/eer change", pooled, 0.0, "below", "")
+    assert entry["verdict"] == "inconclusive"  # without fold 3 the interval straddles 0
+    single = pooling.pool(_units({(0, 0): -0.06}, sd=0.003), identities=ids)
+    assert math.isnan(single.loo_low) and math.isnan(single.loo_high)
+    assert _entry("C5", "m", single, 0.0, "below", "")["verdict"] == "holds"
 
 
 def test_differences_pair_the_training_runs_both_sides_have():

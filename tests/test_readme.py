@@ -192,7 +192,7 @@ def test_render_synthetic_analysis():
     )
     assert "ResNet50" not in findings  # no control: not compared
     assert "(lower is better; its main run: 10 test identities, one training run) is" in findings
-    assert "intervals that pool every fold and seed run: 2 holds (C1, C7)." in findings
+    assert "required to hold without any one of those runs: 2 holds (C1, C7)." in findings
     assert "has 74% fewer parameters than SqueezeNet and a 1-image EER -0.002 [" in findings
     evidence = blocks["evidence"]
     assert "SqueezeNet on 40 test identities (4 folds of held-out identities, seeds 0, 1, 2: " in (

@@ -1,13 +1,15 @@
 """Tables and statistics of the cross-run analysis (notebook 04): from metric files to numbers.
 
-Nine modules, one concern each; each depends only on those listed above it:
+Ten modules, one concern each; each depends only on those listed above it:
 
 ``runs``
     Loading the runs: :func:`load_prune_runs` (:class:`PruneRun`; what a run is, its display
     label included, comes from its metrics JSON), :func:`load_train_runs`,
-    :func:`combined_history`, :func:`check_histories`, :func:`run_inventory`; :func:`main_runs`
+    :func:`combined_history`, :func:`check_histories`, :func:`run_inventory`,
+    :func:`params_removed_pct`; :func:`main_runs`
     (the papers' setup per network) and :func:`control_runs`; :func:`load_scores`
-    (:class:`RunScores`, every test pair's score at every history row), :func:`check_scores`.
+    (:class:`RunScores`, every test pair's score at every history row), :func:`check_scores`,
+    :func:`load_runs_with_scores`.
 ``intervals``
     Identity-bootstrap intervals (:mod:`facepruning.statistics`): :func:`counts_for`,
     :func:`point_intervals`, :func:`paired_difference_at` (paired between rows and runs on the
@@ -33,7 +35,11 @@ Nine modules, one concern each; each depends only on those listed above it:
 ``claims``
     :func:`verdict`, :func:`judge_claims`: holds / refuted / inconclusive for the claims C1-C7 of
     docs/PAPERS.md (:data:`CLAIMS`), by whether the 95% interval clears each claim's threshold;
-    :func:`claims_table`, :func:`numbers_of`, :func:`decided_by`.
+    :func:`claims_table`, :func:`fmt_envelope`, :func:`numbers_of`, :func:`decided_by`.
+``curves``
+    :func:`change_curves`: every step's paired change from the original or from the control,
+    pooled over training runs like the claims (the curves behind the verdicts);
+    :func:`change_reading`, the sentence that reads them.
 ``summary``
     :func:`summarize` (:class:`Summary`), :func:`headline`, :func:`write_summary`:
     ``metrics/analysis.json`` and its CSV tables (:func:`baseline_table`,
@@ -49,12 +55,14 @@ from .claims import (
     VERDICTS,
     claims_table,
     decided_by,
+    fmt_envelope,
     judge_claims,
     numbers_of,
     verdict,
 )
 from .coverage import Coverage, interval_coverage, population_eer, simulate_scores
 from .criteria import criteria_comparison
+from .curves import change_curves, change_reading
 from .intervals import (
     INTERVAL_METRICS,
     counts_for,
@@ -91,9 +99,11 @@ from .runs import (
     combined_history,
     control_runs,
     load_prune_runs,
+    load_runs_with_scores,
     load_scores,
     load_train_runs,
     main_runs,
+    params_removed_pct,
     run_inventory,
     run_labels,
 )
@@ -135,6 +145,8 @@ __all__ = [
     "ORIGINAL",
     "PruneRun",
     "load_prune_runs",
+    "load_runs_with_scores",
+    "params_removed_pct",
     "main_runs",
     "control_runs",
     "load_train_runs",
@@ -192,8 +204,12 @@ __all__ = [
     "verdict",
     "judge_claims",
     "claims_table",
+    "fmt_envelope",
     "numbers_of",
     "decided_by",
+    # curves
+    "change_curves",
+    "change_reading",
     # summary
     "SCHEMA",
     "METRIC_KEYS",

@@ -5,7 +5,8 @@
 - :func:`judge_claims`: every claim, one line per network or run and a combined line, from the
   runs' identity-bootstrap replicates (paired differences on the same resamples);
 - :func:`claims_table`, :func:`numbers_of`, :func:`decided_by`: the closing table of notebook 04
-  and which network a combined verdict rests on.
+  and which network a combined verdict rests on; :func:`fmt_envelope`: the leave-one-run-out
+  envelope as text.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "verdict",
     "judge_claims",
     "claims_table",
+    "fmt_envelope",
     "numbers_of",
     "decided_by",
 ]
@@ -74,10 +76,12 @@ def verdict(estimate: float, low: float, high: float, *, threshold: float, direc
     """``"holds"`` when the interval lies entirely on the claim's side of ``threshold`` (strictly
     below it for ``direction="below"``, strictly above for ``"above"``), ``"refuted"`` when it
     lies entirely on the other side, ``"inconclusive"`` when it touches or straddles it (or is
-    NaN). ``estimate`` is not used: only the interval decides."""
+    NaN; an infinite end is unbounded on that side). ``estimate`` is not used: only the interval
+    decides. :func:`judge_claims` passes the leave-one-run-out envelope of a pooled interval
+    (:func:`.pooling.pool`), so that a verdict holds without any one of its training runs."""
     if direction not in ("below", "above"):
         raise DataError(f"direction must be 'below' or 'above', not {direction!r}")
-    if not (math.isfinite(low) and math.isfinite(high)):
+    if math.isnan(low) or math.isnan(high):
         return "inconclusive"
     below, above = high < threshold, low > threshold
     if direction == "below":
@@ -97,6 +101,7 @@ class _Judge:
     level: float = 0.95
     replicate_runs: Mapping[str, PruneRun] = field(default_factory=dict)
     replicates: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    _values: dict = field(default_factory=dict, repr=False)  # (run, row, metric) -> replicates
 
     def _members(self, key: str) -> dict[tuple[int, int], str]:
         """The runs that measure ``key``'s quantity, by training run: itself and its replicates."""
@@ -108,8 +113,11 @@ class _Judge:
         """``metric`` at ``row`` on every training run of ``key``, with identity replicates."""
         out = {}
         for unit, k in self._members(key).items():
-            rs = self.scores[k]
-            out[unit] = _metric_values(rs, rs.row(*row), metric, self.counts[unit[0]])
+            if (k, row, metric) not in self._values:
+                rs = self.scores[k]
+                values = _metric_values(rs, rs.row(*row), metric, self.counts[unit[0]])
+                self._values[k, row, metric] = values
+            out[unit] = self._values[k, row, metric]
         return Units(out)
 
     def pool(self, units: Units) -> Pooled:
@@ -131,10 +139,13 @@ def _entry(
     cid: str, metric: str, iv: st.Interval, threshold: float, direction: str, detail: str
 ) -> dict:
     """One verdict line; ``cid`` like ``"C6/resnet50"`` takes its claim text from ``C6``; a
-    pooled interval (:class:`.pooling.Pooled`) also says what it rests on."""
-    extra = {}
+    pooled interval (:class:`.pooling.Pooled`) also says what it rests on, and its verdict is
+    taken on the leave-one-run-out envelope when it has one (more than one training run)."""
+    extra, low, high = {}, iv.low, iv.high
     if isinstance(iv, Pooled):
         extra = {k: v for k, v in iv.as_dict().items() if k not in ("estimate", "low", "high")}
+        if not (math.isnan(iv.loo_low) or math.isnan(iv.loo_high)):
+            low, high = iv.loo_low, iv.loo_high
     return {
         "id": cid,
         "claim": CLAIMS[cid.split("/")[0]],
@@ -143,7 +154,7 @@ def _entry(
         "low": iv.low,
         "high": iv.high,
         "threshold": threshold,
-        "verdict": verdict(iv.estimate, iv.low, iv.high, threshold=threshold, direction=direction),
+        "verdict": verdict(iv.estimate, low, high, threshold=threshold, direction=direction),
         "detail": detail,
         **extra,
     }
@@ -170,7 +181,12 @@ def _combine(cid: str, entries: Sequence[dict], threshold: float, what: str) -> 
         else "inconclusive"
     )
     deciding = [e for e in entries if e["verdict"] == overall] or list(entries)
-    worst = max(deciding, key=lambda e: e["high"] if math.isfinite(e["high"]) else math.inf)
+
+    def upper(e: dict) -> float:  # what the verdict was taken on: the envelope where there is one
+        high = e["high"] if math.isnan(e.get("loo_high", math.nan)) else e["loo_high"]
+        return high if math.isfinite(high) else math.inf
+
+    worst = max(deciding, key=upper)
     names = ", ".join(f"{e['id']}: {e['verdict']}" for e in entries)
     return {
         **worst,
@@ -204,7 +220,18 @@ def _claim_at_share(
         f"{key} step {at[0]} ({row['filters_removed_pct']:.1f}% filters removed, target "
         f"{pct:g}%) minus original"
     )
-    return _entry(cid, f"{metric} change", iv, threshold, direction, detail)
+    entry = _entry(cid, f"{metric} change", iv, threshold, direction, detail)
+    return {**entry, **_where(at, row["filters_removed_pct"], "original")}
+
+
+def _where(at: tuple[int, str], pct: float, against: str) -> dict:
+    """Which row a claim reads and what it subtracts, for the figures that mark it on a curve."""
+    return {
+        "against": against,
+        "at_step": at[0],
+        "at_stage": at[1],
+        "at_filters_removed_pct": float(pct),
+    }
 
 
 def _claim_c1_control(j: _Judge, key: str | None, control: str | None) -> list[dict]:
@@ -223,7 +250,8 @@ def _claim_c1_control(j: _Judge, key: str | None, control: str | None) -> list[d
     stage = "pruned" if "pruned" in stages else stages[0]
     iv = j.diff((key, (step, "pruned")), (control, (step, stage)), metric)
     detail = f"{key} step {step} minus control {control} step {step} ({stage}), equally trained"
-    return [_entry("C1/control", f"{metric} change", iv, 0.0, "below", detail)]
+    entry = _entry("C1/control", f"{metric} change", iv, 0.0, "below", detail)
+    return [{**entry, **_where((step, "pruned"), row["filters_removed_pct"], "control")}]
 
 
 def _claim_c4(j: _Judge, main: Mapping[str, str], metric: str = "t1/eer") -> dict:
@@ -298,7 +326,9 @@ def _claim_c5(
         f"(claim: {100 * reduction:.0f}%), minus original"
         + ("" if len(reaching) else "; no step reaches the claim's cut: the largest one shown")
     )
-    return _entry("C5", f"{metric} change", iv, tol, "below", detail)
+    entry = _entry("C5", f"{metric} change", iv, tol, "below", detail)
+    pct = run.history.loc[at_row, "filters_removed_pct"]
+    return {**entry, **_where(at, pct, "original")}
 
 
 def _claim_c6(j: _Judge, main: Mapping[str, str], metric: str = "t1/eer", share: float = 50.0):
@@ -393,7 +423,10 @@ def judge_claims(
     (:func:`.pooling.fold_counts`; one array when every run is one fold), paired: both sides of a
     difference on the same resamples), ``threshold``, ``verdict`` (:func:`verdict`), ``detail``
     and what the interval rests on (``identities``, ``folds``, ``training_runs``,
-    ``identity_low``, ``identity_high``, ``run_sd``, ``run_share``). Sub-lines (``C4/<arch>``,
+    ``identity_low``, ``identity_high``, ``run_sd``, ``run_share``, and ``loo_low``,
+    ``loo_high``: the leave-one-run-out envelope the verdict is taken on); C1-C3, C5 and
+    C1/control also say which row they read and what they subtract (``against``: original or
+    control, ``at_step``, ``at_stage``, ``at_filters_removed_pct``). Sub-lines (``C4/<arch>``,
     ``C6/<arch>``, ``C7/<run>``, ``C1/control``) come before their combined line.
 
     ``replicates``: runs repeating runs of ``runs`` on other folds or seeds
@@ -452,6 +485,12 @@ def _claims_compact(claims: Sequence[Mapping]) -> dict:
             "threshold": finite_or_none(c["threshold"]),
             **{k: c[k] for k in ("identities", "training_runs") if k in c},
             **({"run_share": finite_or_none(c["run_share"])} if "run_share" in c else {}),
+            # the verdict's interval: the envelope over leaving each training run out
+            **(
+                {"without_one_run": [finite_or_none(c["loo_low"]), finite_or_none(c["loo_high"])]}
+                if not math.isnan(c.get("loo_low", math.nan))
+                else {}
+            ),
             **{k: c[k] for k in ("null", "null_uniform", "null_normalised") if k in c},
             # a claim over several networks shows one's numbers: which (the sub-line's name)
             **({"numbers_of": c["shown"].partition("/")[2]} if c.get("shown") else {}),
@@ -466,7 +505,8 @@ def claims_table(
     claims: Mapping[str, Mapping], lines: Sequence[Mapping] | None = None
 ) -> pd.DataFrame:
     """The closing table of notebook 04 from ``summarize(...).compact["claims"]``: per claim
-    what the papers report, the verdict, "estimate [95% interval]" and what was measured; with
+    what the papers report, the verdict, "estimate [95% interval]", the interval's envelope
+    without any one training run (what the verdict is taken on) and what was measured; with
     ``lines`` (:func:`judge_claims`) also "numbers of": the network or run whose numbers a
     combined claim shows (:func:`numbers_of`; empty for a claim judged on one run)."""
     deciding = numbers_of(lines) if lines is not None else {}
@@ -478,7 +518,14 @@ def claims_table(
             "ours: estimate [95% interval; C7: its null band]": fmt_interval(
                 c["estimate"], *(c["ci"] or [None, None]), sign=True
             ),
-            "threshold": "" if c.get("threshold") is None else f"{c['threshold']:+.2f}",
+            "without any one run": fmt_envelope(c.get("without_one_run")),
+            "threshold": (
+                "its null band"
+                if c["metric"].startswith("spearman")
+                else ""
+                if c.get("threshold") is None
+                else f"{c['threshold']:+.2f}"
+            ),
             "identities x runs": (
                 f"{c['identities']} x {c['training_runs']}" if "training_runs" in c else ""
             ),
@@ -488,6 +535,15 @@ def claims_table(
         for cid, c in claims.items()
     ]
     return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
+
+
+def fmt_envelope(ends: Sequence | None) -> str:
+    """``"[-0.024, +0.026]"``; an end left unbounded (too few identities without one run) reads
+    "unbounded"; empty for a claim judged on one training run."""
+    if not ends:
+        return ""
+    low, high = ("unbounded" if v is None else f"{v:+.3f}" for v in ends)
+    return f"[{low}, {high}]"
 
 
 def numbers_of(lines: Sequence[Mapping]) -> dict[str, str]:

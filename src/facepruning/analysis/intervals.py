@@ -25,7 +25,7 @@ from .. import statistics as st
 from .. import verification
 from ..errors import DataError
 from .pooling import expanded_interval
-from .runs import PruneRun, RunScores, check_scores
+from .runs import PruneRun, RunScores, check_scores, params_removed_pct
 
 __all__ = [
     "INTERVAL_METRICS",
@@ -103,6 +103,14 @@ def _metric_values(
     return estimate, st.bootstrap_metric(s, pairs, counts, fn)
 
 
+def _rate_interval(reps, estimate: float, *, n: int, level: float) -> tuple[float, float]:
+    """The expanded interval (:mod:`.pooling`) of a rate (EER, TAR), kept within [0, 1]: the
+    widening can push it past the rate's range, where no value lies (differences of rates are
+    not clipped)."""
+    low, high = expanded_interval(reps, estimate, n=n, level=level)
+    return max(low, 0.0), min(high, 1.0)  # NaN stays NaN: max/min keep a NaN first argument
+
+
 def point_intervals(
     run_scores: RunScores, counts: np.ndarray, fars: Sequence[float] = (0.01,), level: float = 0.95
 ) -> pd.DataFrame:
@@ -115,7 +123,7 @@ def point_intervals(
     for r, (step, stage) in enumerate(run_scores.rows[["step", "stage"]].itertuples(index=False)):
         for metric in metrics:
             estimate, reps = _metric_values(run_scores, r, metric, counts)
-            low, high = expanded_interval(reps, estimate, n=counts.shape[1], level=level)
+            low, high = _rate_interval(reps, estimate, n=counts.shape[1], level=level)
             out.append((int(step), stage, metric, estimate, low, high))
     return pd.DataFrame(out, columns=["step", "stage", "metric", "estimate", "low", "high"])
 
@@ -184,7 +192,7 @@ class _Replicates:
     def interval(self, key: str, row: tuple[int, str], metric: str, level: float) -> st.Interval:
         estimate, reps = self.get(key, row, metric)
         n = self.counts.shape[1]
-        return st.Interval(estimate, *expanded_interval(reps, estimate, n=n, level=level))
+        return st.Interval(estimate, *_rate_interval(reps, estimate, n=n, level=level))
 
     def diff(self, a, b, metric: str, level: float) -> st.Interval:
         _check_same_pairs(self.scores[a[0]], self.scores[b[0]], metric.partition("/")[0])
@@ -202,8 +210,9 @@ def interval_table(
     _reps: _Replicates | None = None,
 ) -> pd.DataFrame:
     """Every history row of every run with scores, one line per metric: run, arch, criterion,
-    variant, step, stage, filters_removed_pct, params, macs, descriptor_size, metric, estimate,
-    low, high (the identity-bootstrap interval; the estimate equals the history's value)."""
+    variant, step, stage, filters_removed_pct, params, macs, descriptor_size,
+    params_removed_pct (:func:`.runs.params_removed_pct`), metric, estimate, low, high (the
+    identity-bootstrap interval; the estimate equals the history's value)."""
     reps = _reps or _Replicates(scores, counts)
     size_cols = ["filters_removed_pct", "params", "macs", "descriptor_size"]
     out = []
@@ -211,9 +220,11 @@ def interval_table(
         if key not in scores:
             continue
         check_scores(run, scores[key])
-        for _, row in run.history.iterrows():
+        removed = params_removed_pct(run.history)
+        for i, row in run.history.iterrows():
             at = (int(row["step"]), str(row["stage"]))
             sizes = {c: row.get(c, np.nan) for c in size_cols}
+            sizes["params_removed_pct"] = removed[i]
             for metric in metrics:
                 if not reps.has(key, metric):
                     continue

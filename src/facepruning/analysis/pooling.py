@@ -24,12 +24,20 @@ training run, its *unit* ``(fold, seed)``, and pooled:
   level says on simulated sets of 10 identities; :mod:`facepruning.analysis.coverage` measures
   how close this one comes (notebook 04 and ``analysis.json`` report it). An EER over few
   identities is also biased upwards, which no widening removes; differences between two rows of
-  one run, what most claims test, share most of that bias.
+  one run, what most claims test, share most of that bias;
+- the run-to-run deviations come from few seeds, so one training run can still carry a verdict:
+  where a quantity pools several training runs, the same pooled interval is recomputed without
+  each of them in turn, and the *envelope* of those intervals and the full one (``loo_low``,
+  ``loo_high``) is what a verdict must clear (:func:`facepruning.analysis.claims.verdict`), so
+  that no verdict rests on one of them. The envelope is a robustness rule on top of the 95%
+  interval, stricter than it and of no stated level; leaving out a fold's only run also drops
+  that fold's identities, which widens the interval by itself. A quantity measured on one
+  training run has nothing to leave out, and its interval holds no training noise.
 
 - :class:`Units`: one quantity per training run, with its identity-bootstrap replicates;
   arithmetic between quantities pairs the units;
-- :func:`pool` (:class:`Pooled`): the pooled estimate and interval, and how much of the interval
-  comes from identities and how much from training runs;
+- :func:`pool` (:class:`Pooled`): the pooled estimate and interval, how much of the interval
+  comes from identities and how much from training runs, and the leave-one-run-out envelope;
 - :func:`unit_of`, :func:`replicate_groups`, :func:`fold_counts`: which runs replicate which,
   and the stratified identity resamples.
 """
@@ -38,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats as sps
@@ -174,7 +182,9 @@ class Pooled(st.Interval):
     """A pooled estimate with its interval, and where the interval comes from: ``identities``
     tested (over ``folds``), ``training_runs``, the interval from identities alone
     (``identity_low``, ``identity_high``), the standard deviation the training runs add
-    (``run_sd``; NaN when no fold was trained twice) and their share of the variance."""
+    (``run_sd``; NaN when no fold was trained twice) and their share of the variance;
+    ``loo_low``, ``loo_high``: the envelope of this interval and those without each training run
+    in turn (module docstring; NaN with a single training run)."""
 
     identities: int = 0
     folds: int = 0
@@ -183,6 +193,8 @@ class Pooled(st.Interval):
     identity_high: float = math.nan
     run_sd: float = math.nan
     run_share: float = math.nan
+    loo_low: float = math.nan
+    loo_high: float = math.nan
 
     def as_dict(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -230,7 +242,27 @@ def pool(
     """The pooled estimate of ``units`` and its interval (module docstring); ``identities``:
     test identities per fold. Training noise enters every bootstrap replicate as, per fold, the
     mean of as many deviations (:func:`_run_deviations`, drawn with replacement, seeded by
-    ``seed``) as the fold has training runs, averaged over folds like the estimate."""
+    ``seed``) as the fold has training runs, averaged over folds like the estimate. With two or
+    more training runs, ``loo_low`` and ``loo_high`` bound this interval and every interval
+    pooled the same way without one of them (a fold whose only run is left out drops out with
+    its identities)."""
+    full = _pool_once(units, identities=identities, level=level, seed=seed)
+    if len(units.values) < 2:
+        return full
+    lows, highs = [full.low], [full.high]
+    for left_out in units.values:
+        rest = Units({u: v for u, v in units.values.items() if u != left_out})
+        part = _pool_once(rest, identities=identities, level=level, seed=seed)
+        lows.append(part.low)
+        highs.append(part.high)
+    # a NaN end (too few identities left) leaves the envelope unbounded on that side
+    low = min(lows) if all(map(math.isfinite, lows)) else -math.inf
+    high = max(highs) if all(map(math.isfinite, highs)) else math.inf
+    return replace(full, loo_low=low, loo_high=high)
+
+
+def _pool_once(units: Units, *, identities: Mapping[int, int], level: float, seed: int) -> Pooled:
+    """:func:`pool` without the leave-one-run-out envelope."""
     values = units.values
     if not values:
         nan = math.nan

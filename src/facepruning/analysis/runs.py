@@ -7,11 +7,12 @@ label and whether its scores were normalised) is read from the keys :data:`RUN_K
 metrics JSON.
 
 - :func:`load_prune_runs` (:class:`PruneRun`), :func:`load_train_runs`, :func:`combined_history`:
-  every run's files, one long history table; :func:`check_histories`, :func:`run_inventory`;
+  every run's files, one long history table; :func:`check_histories`, :func:`run_inventory`,
+  :func:`params_removed_pct`;
 - :func:`main_runs`: the run per architecture that stands for the papers' setup;
   :func:`control_runs`: the no-pruning control per architecture;
 - :func:`load_scores` (:class:`RunScores`), :func:`check_scores`: every test pair's score at
-  every history row.
+  every history row; :func:`load_runs_with_scores`: a folder's runs and their scores at once.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ __all__ = [
     "ORIGINAL",
     "PruneRun",
     "load_prune_runs",
+    "load_runs_with_scores",
+    "params_removed_pct",
     "main_runs",
     "control_runs",
     "load_train_runs",
@@ -216,6 +219,26 @@ def main_runs(
 def control_runs(runs: Mapping[str, PruneRun]) -> dict[str, str]:
     """The no-pruning control run per architecture (criterion ``none``), ``{arch: run name}``."""
     return {r.arch: k for k, r in sorted(runs.items()) if r.criterion == CONTROL_CRITERION}
+
+
+def load_runs_with_scores(
+    prune_dir: str | os.PathLike, scores_dir: str | os.PathLike
+) -> tuple[dict[str, PruneRun], dict[str, RunScores]]:
+    """The pruning runs under ``prune_dir`` (:func:`load_prune_runs`, histories checked by
+    :func:`check_histories`) and the pair scores of those that have a ``<run>.pt`` under
+    ``scores_dir`` (:func:`load_scores`); a run without one is left out of the scores."""
+    runs = load_prune_runs(prune_dir)
+    check_histories(runs)
+    scores = {k: load_scores(p) for k in runs if (p := Path(scores_dir, f"{k}.pt")).is_file()}
+    return runs, scores
+
+
+def params_removed_pct(history: pd.DataFrame) -> pd.Series:
+    """Each row's share of the parameters removed (%), against the run's ``original`` row."""
+    full = history.loc[history["stage"] == "original", "params"]
+    if full.empty:
+        return pd.Series(np.nan, index=history.index)
+    return 100 * (1 - history["params"] / float(full.iloc[0]))
 
 
 def load_train_runs(train_dir: str | os.PathLike) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from .style import (
 )
 
 __all__ = [
+    "change_curves",
     "interval_curves",
     "criteria_curves",
     "interval_forest",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 style.apply_theme()
+
+#: The x axes of these figures: the history's measures, and the share of parameters removed.
+_X_LABELS = {**METRIC_LABELS, "params_removed_pct": "parameters removed (%)"}
 
 
 def _stage_lines(ax, frame: pd.DataFrame, x: str, metric: str, color, label: str = "") -> None:
@@ -111,6 +115,7 @@ def tolerance_selection(
     metrics: Sequence[str],
     tolerance: float,
     selected: Mapping[str, pd.Series | None],
+    intervals: Mapping[str, Sequence[float] | None] | None = None,
     x: str = "params",
     x_scale: float = 1e6,
     xlabel: str = "parameters (millions)",
@@ -120,7 +125,8 @@ def tolerance_selection(
 ) -> plt.Figure:
     """Metric against network size with the tolerance band above the original value (from the
     original to original + ``tolerance``: the rule is one-sided, a lower EER always passes), the
-    selected row of each metric ringed, and vertical ``references`` (``{label: x value}``)."""
+    selected row of each metric ringed, with its 95% interval where ``intervals`` gives one
+    (``{metric: [low, high]}``), and vertical ``references`` (``{label: x value}``)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 5.2), squeeze=False)
     frame = history.copy()
     frame["_x"] = frame[x] / x_scale
@@ -150,9 +156,15 @@ def tolerance_selection(
                 mew=2,
                 label=f"selected: {label(row['stage'])}, step {int(row['step'])}",
             )
+            ends = (intervals or {}).get(metric)
+            if ends is not None:
+                err = np.abs(np.array([[ends[0]], [ends[1]]]) - row[metric])
+                ax.errorbar(row[x] / x_scale, row[metric], yerr=err, fmt="none",
+                            ecolor=OKABE_ITO[3], elinewidth=2, capsize=5,
+                            label="its 95% interval")  # fmt: skip
         ax.invert_xaxis()
         name = (metric_labels or {}).get(metric, metric)
-        ax.set(xlabel=xlabel, ylabel=name, title=name)
+        ax.set(xlabel=xlabel, ylabel=name.split(",")[0], title=name)  # the title says the rest
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
@@ -269,42 +281,103 @@ def interval_curves(
     return fig
 
 
+def change_curves(
+    frame: pd.DataFrame,
+    *,
+    metrics: Sequence[str],
+    ylabel: str,
+    x: str = "filters_removed_pct",
+    thresholds: Mapping[str, float] | None = None,
+    marks: Sequence[Mapping] = (),
+    title: str = "",
+) -> plt.Figure:
+    """Paired changes per step (``frame``: :func:`facepruning.analysis.change_curves` of one
+    comparison), one panel per metric, one line per network in its colour with its 95% band,
+    zero dotted. ``thresholds`` (``{metric: value}``) draws a claim's tolerance dashed; ``marks``
+    ring points read by verdicts: ``{"metric", "x", "y", "text"}`` each, its text beside it, with
+    its interval as a black bar when it has ``"low"`` and ``"high"`` and a wider ``"envelope"``
+    (``(low, high)``, the leave-one-run-out envelope) as a thin grey bar behind it."""
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(5.4 * len(metrics), 4.2), squeeze=False, sharey=True
+    )
+    archs = list(dict.fromkeys(frame["arch"])) if len(frame) else []
+    colors = palette(archs)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for arch in archs:
+            rows = frame[(frame["arch"] == arch) & (frame["metric"] == metric)]
+            if len(rows):
+                _band_line(ax, rows, x, colors[arch], "pruned", label(arch), marker="o")
+        ax.axhline(0.0, color=REFERENCE, lw=0.9, ls=":")
+        threshold = (thresholds or {}).get(metric)
+        if threshold:
+            ax.axhline(threshold, color=REFERENCE, lw=1.0, ls="--",
+                       label=f"tolerance ({threshold:+g})")  # fmt: skip
+        for k, mark in enumerate(m for m in marks if m["metric"] == metric):
+            ax.plot(mark["x"], mark["y"], "o", ms=13, mfc="none", mec="black", mew=1.5)
+            for ends, color, width in (
+                (mark.get("envelope"), REFERENCE, 0.7),  # drawn first: the interval covers it
+                ((mark.get("low"), mark.get("high")), "black", 1.4),
+            ):
+                if ends is not None and all(e is not None and np.isfinite(e) for e in ends):
+                    err = np.abs(np.array([[ends[0]], [ends[1]]]) - mark["y"])
+                    ax.errorbar(mark["x"], mark["y"], yerr=err, fmt="none", ecolor=color,
+                                elinewidth=width, capsize=4)  # fmt: skip
+            # stacked, so that claims read at the same step stay legible
+            ax.annotate(mark["text"], (mark["x"], mark["y"]), xytext=(10, 12 + 11 * k),
+                        textcoords="offset points", fontsize=8,
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
+                              "alpha": 0.85})  # fmt: skip
+        ax.set(xlabel=_X_LABELS.get(x, x), title=METRIC_LABELS.get(metric, metric))
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def criteria_curves(
     table: pd.DataFrame,
     *,
     metric: str,
     runs: Mapping[str, str],
-    stages: Sequence[str] = ("pruned", "finetuned"),
-    bands: Sequence[str] | None = None,
+    reference: str,
+    stage: str = "pruned",
+    xs: Sequence[str] = ("filters_removed_pct", "params_removed_pct"),
     labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
     title: str = "",
 ) -> plt.Figure:
-    """Runs overlaid (``runs``: ``{key: run}``, one colour each, named ``labels[key]``, else with
-    :func:`.style.label`): one panel per stage of ``stages``, ``metric`` against filters removed
-    (``table`` as in :func:`interval_curves`). The keys of ``bands`` get their 95% interval
-    shaded (default: every run; several overlapping bands cannot be read, so pass the reference
-    alone)."""
-    colors = palette(list(runs))
-    shaded = set(runs) if bands is None else set(bands)
+    """Criteria side by side (``runs``: ``{key: run}``, named ``labels[key]``, else with
+    :func:`.style.label`): one column per run, its ``stage`` curve of ``metric`` with its 95%
+    band in its colour, the ``reference`` key's curve thin and black in the other columns; one
+    row per measure of what was removed (``xs``: share of filters, share of parameters, both
+    columns of ``table``, :func:`facepruning.analysis.interval_table`). Criteria that remove
+    equal shares of filters can remove very different shares of parameters. ``colors``
+    (``{key: colour}``) replaces :func:`.style.palette`'s choice for the keys it names."""
+    colors = {**palette(list(runs)), **(colors or {})}
+    curves = {}
+    for key, run in runs.items():
+        rows = table[(table["run"] == run) & (table["metric"] == metric)]
+        curves[key] = _chain_rows(rows, stage)
     fig, axes = plt.subplots(
-        1, len(stages), figsize=(5.2 * len(stages), 4.0), squeeze=False, sharey=True
-    )
-    for ax, stage in zip(axes[0], stages, strict=True):
-        for key, run in runs.items():
-            rows = table[(table["run"] == run) & (table["metric"] == metric)]
-            band = "fill" if key in shaded else "none"
-            if len(rows):
-                _band_line(ax, _chain_rows(rows, stage), "filters_removed_pct", colors[key],
-                           stage, label(key, labels=labels), band=band)  # fmt: skip
-        ax.set(
-            xlabel=METRIC_LABELS["filters_removed_pct"],
-            title=STAGE_LABEL.get(stage, stage),
-        )
-    axes[0][0].set_ylabel(METRIC_LABELS.get(metric, metric))
-    handles, names = axes[0][0].get_legend_handles_labels()  # one colour per run
-    handles = [plt.Line2D([], [], color=h.get_color(), lw=2) for h in handles]
-    axes[0][-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    fig.suptitle(title)
+        len(xs), len(runs), figsize=(2.9 * len(runs) + 0.6, 2.7 * len(xs) + 0.8),
+        squeeze=False, sharey=True, sharex="row",
+    )  # fmt: skip
+    ref_name = label(reference, labels=labels)
+    for j, key in enumerate(runs):
+        for i, x in enumerate(xs):
+            ax = axes[i][j]
+            if key != reference and reference in curves:
+                # black, not the reference grey: grey is a criterion's colour (random)
+                _band_line(ax, curves[reference], x, "black", stage, ref_name, band="none",
+                           lw=0.8, marker="")  # fmt: skip
+            _band_line(ax, curves[key], x, colors[key], stage, label(key, labels=labels))
+            if i == 0:
+                ax.set_title(label(key, labels=labels), fontsize=9)
+            ax.set_xlabel(_X_LABELS.get(x, x), fontsize=8)
+    for row in axes:
+        row[0].set_ylabel(METRIC_LABELS.get(metric, metric))
+    fig.suptitle(f"{title} ({STAGE_LABEL.get(stage, stage)}; thin black line: {ref_name})")
     fig.tight_layout()
     return fig
 
@@ -318,6 +391,7 @@ def interval_forest(
     hue: str | None = None,
     panel: str | None = None,
     labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
     title: str = "",
 ) -> plt.Figure:
     """Estimates with their intervals as horizontal error bars, one line per row of ``frame``
@@ -328,10 +402,11 @@ def interval_forest(
 
     ``panel`` names a column whose values get one panel each, stacked, each with its own x axis
     (e.g. EER and TAR differences, for which "better" points opposite ways); ``xlabel`` may then
-    map panel values to x labels, and the panel value titles each panel.
+    map panel values to x labels, and the panel value titles each panel. ``colors`` (``{hue
+    value: colour}``) replaces :func:`.style.palette`'s choice for the values it names.
     """
     frame = frame.reset_index(drop=True)
-    colors = palette(list(dict.fromkeys(frame[hue])) if hue else [None])
+    colors = {**palette(list(dict.fromkeys(frame[hue])) if hue else [None]), **(colors or {})}
     panels = list(dict.fromkeys(frame[panel])) if panel else [None]
     parts = [frame[frame[panel] == p] if panel else frame for p in panels]
     fig, axes = plt.subplots(
@@ -396,17 +471,20 @@ def null_comparison(
     y = np.arange(len(frame))[::-1]
     ax.hlines(y, frame["low"], frame["high"], color=REFERENCE, lw=6, alpha=0.35,
               label="the verdict's null (95%)")  # fmt: skip
-    for column, offset, color, what in (
-        ("null_uniform", 0.22, OKABE_ITO[1], "uniform random scores"),
-        ("null_normalised", -0.22, OKABE_ITO[4], "random scores, normalised per layer"),
+    # black and greys only: the networks' and criteria's colours mean those everywhere else
+    for column, offset, style_, what in (
+        ("null_uniform", 0.22, "solid", "uniform random scores"),
+        ("null_normalised", -0.22, "dashed", "random scores, normalised per layer"),
     ):
         if column in frame and frame[column].notna().any():
             bands = np.array([b if isinstance(b, list | tuple) else [np.nan] * 2
                               for b in frame[column]], dtype=float)  # fmt: skip
-            ax.hlines(y + offset, bands[:, 0], bands[:, 1], color=color, lw=2, label=what)
+            ax.hlines(y + offset, bands[:, 0], bands[:, 1], color="black", lw=1.5,
+                      linestyles=style_, label=what)  # fmt: skip
     inside = (frame["rho"] >= frame["low"]) & (frame["rho"] <= frame["high"])
-    ax.plot(frame["rho"][~inside], y[~inside], "o", color=OKABE_ITO[3], label="observed, outside")
-    ax.plot(frame["rho"][inside], y[inside], "o", color=OKABE_ITO[0], label="observed, inside")
+    ax.plot(frame["rho"][~inside], y[~inside], "o", color="black", label="observed, outside")
+    ax.plot(frame["rho"][inside], y[inside], "o", mfc="white", mec="black",
+            label="observed, inside")  # fmt: skip
     ax.axvline(0, color=REFERENCE, lw=0.8, ls=":")
     ax.set_yticks(y)
     ax.set_yticklabels(frame["run"].astype(str).map(lambda key: label(key, labels=labels)))

@@ -164,10 +164,16 @@ def taylor_checks(checks: Mapping[str, Any]) -> plt.Figure:
         ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls=":")
         short = check.group.removeprefix("backbone.")
         ax.set(
+            xlim=(-lim, lim),
+            ylim=(-lim, lim),
             xlabel="first-order prediction",
             title=f"{role}: {short}\nr = {check.correlation:.2f}",
         )
         ax.title.set_fontsize(9)
+        # losses of 1e-4: a shared power of ten and four ticks keep the labels apart
+        ax.ticklabel_format(style="sci", scilimits=(0, 0))
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(4, symmetric=True))
+        ax.yaxis.set_major_locator(ticker.MaxNLocator(4, symmetric=True))
     axes[0][0].set_ylabel("measured loss change")
     fig.tight_layout()
     return fig
