@@ -23,12 +23,23 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
+
 from .analysis.claims import fmt_envelope
+from .analysis.curves import change_reading
 from .artifacts import read_json, write_text
 from .errors import DataError
 from .plots.style import NETWORK_LABELS
 
-__all__ = ["BLOCKS", "DOCUMENTS", "SCHEMA", "render", "replace_blocks", "update_readme"]
+__all__ = [
+    "BLOCKS",
+    "DOCUMENTS",
+    "SCHEMA",
+    "read_inputs",
+    "render",
+    "replace_blocks",
+    "update_readme",
+]
 
 #: The analysis.json layout this module reads (``analysis.SCHEMA``; kept here so the README
 #: generator never imports the analysis code and its dependencies).
@@ -218,8 +229,10 @@ def _side(ci) -> str:
     return "better than the control's" if ci[1] < 0 else "not distinguishable from the control's"
 
 
-def _findings(a: Mapping) -> str:
-    """Three sentences: the claims' tally, what pruning did against the control, the pick."""
+def _findings(a: Mapping, curves: pd.DataFrame | None = None) -> str:
+    """The claims' tally, what pruning did against the control (the final networks; with
+    ``curves``, notebook 04's ``change_curves`` table, also every step pooled over the training
+    runs), the pick."""
     nets, identities = [], set()
     for arch, n in a["networks"].items():
         t1 = n.get("t1_eer") or {}
@@ -234,8 +247,13 @@ def _findings(a: Mapping) -> str:
     verdicts: dict[str, list[str]] = {}
     for cid, c in sorted(a["claims"].items(), key=lambda kv: int(kv[0][1:])):
         verdicts.setdefault(c["verdict"], []).append(cid)
+    against_null = {  # a verdict read against a null band, not an interval
+        cid: ", against random scores put through the run's own per-layer normalisation"
+        for cid, c in a["claims"].items()
+        if c.get("null") == "normalised"
+    }
     tally = ", ".join(
-        f"{len(ids)} {v} ({', '.join(ids)})"
+        f"{len(ids)} {v} ({', '.join(i + against_null.get(i, '') for i in ids)})"
         for v in ("holds", "refuted", "inconclusive")
         if (ids := verdicts.get(v))
     )
@@ -253,6 +271,13 @@ def _findings(a: Mapping) -> str:
         + "; ".join(nets)
         + ".",
     ]
+    steps = curves[curves["against"] == "control"] if curves is not None else None
+    if steps is not None and len(steps):
+        text.append(
+            "Right after each pruning step, against its control at the same step (1-image EER, "
+            "pointwise 95% intervals, pooled over every training run of the network): "
+            + change_reading(steps, labels=NETWORK_LABELS)
+        )
     pick = a.get("squeezerfacenet")
     if pick:
         text.append(
@@ -293,15 +318,23 @@ def _evidence(a: Mapping) -> str:
     )
 
 
-def render(analysis: Mapping) -> dict[str, str]:
-    """The text of every block of :data:`BLOCKS` from an analysis.json of :data:`SCHEMA`."""
+def read_inputs(metrics: str | os.PathLike) -> tuple[dict, pd.DataFrame | None]:
+    """What :func:`render` reads: ``metrics`` (analysis.json) and, when notebook 04 wrote it
+    beside it, its ``change_curves`` table (``metrics/analysis/change_curves.csv``)."""
+    table = Path(metrics).with_suffix("") / "change_curves.csv"  # write_summary's layout
+    return read_json(metrics), pd.read_csv(table) if table.is_file() else None
+
+
+def render(analysis: Mapping, curves: pd.DataFrame | None = None) -> dict[str, str]:
+    """The text of every block of :data:`BLOCKS` from an analysis.json of :data:`SCHEMA` and,
+    when given, notebook 04's ``change_curves`` table."""
     if analysis.get("schema") != SCHEMA:
         raise DataError(
             f"analysis.json has schema {analysis.get('schema')!r}, not {SCHEMA}: it was written by "
             "an older notebook 04; rerun the analysis stage (dvc repro analysis)"
         )
     return {
-        "findings": _findings(analysis),
+        "findings": _findings(analysis, curves),
         "evidence": _evidence(analysis),
         "results": _results(analysis),
         "criteria": _criteria(analysis),
@@ -337,7 +370,7 @@ def update_readme(
     """Regenerate the blocks of ``readme`` and of the other :data:`DOCUMENTS` found beside it
     (``docs/PAPERS.md`` relative to its folder) from ``metrics``; True when any text changed.
     With ``check`` nothing is written: DataError when a file is out of date."""
-    rendered = render(read_json(metrics))
+    rendered = render(*read_inputs(metrics))
     root = Path(readme).parent
     documents = {Path(readme): BLOCKS}
     documents |= {root / name: b for name, b in DOCUMENTS.items() if name != "README.md"}
