@@ -128,9 +128,11 @@ def compare(before: dict[str, dict], after: dict[str, dict]) -> list[dict]:
 def _fmt(c: dict) -> str:
     """ "estimate [interval] verdict", with the leave-one-run-out envelope the verdict is taken
     on where the claim pools several training runs."""
+    from facepruning.analysis import fmt_envelope
+
     text = f"{c['estimate']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
     if c.get("loo_low") is not None:
-        text += f", without any one run [{c['loo_low']:+.3f}, {c['loo_high']:+.3f}]"
+        text += f", without any one run {fmt_envelope([c['loo_low'], c['loo_high']])}"
     return f"{text} {c['verdict']}"
 
 
