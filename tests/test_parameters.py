@@ -169,6 +169,16 @@ def test_cli_help_lists_every_parameter_with_the_default_a_plain_run_uses(tmp_pa
     assert "test_identities (int, default 10)" in elsewhere and "no params.yaml" in elsewhere
 
 
+def test_only_help_reads_params_yaml_for_its_epilog(monkeypatch):
+    read = []
+    monkeypatch.setattr(cli, "_parameters_help", lambda command: read.append(command) or "")
+    cli.build_parser().parse_args(["readme"])
+    assert read == []  # building the parser and parsing read nothing
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["prune", "--help"])
+    assert read == ["prune"]
+
+
 def test_command_line_paths_follow_the_runs_own_names():
     assert parameters.command_line_paths("prepare", {"out_dir": "x"}) == {
         "raw_dir": "data/raw",

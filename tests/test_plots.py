@@ -291,10 +291,13 @@ def test_taylor_check_scatters_prediction_against_measurement_and_sorts_scores()
     assert diagonal.get_linestyle() == ":" and diagonal.get_color() == "grey"
     x, y = diagonal.get_data()
     assert x[0] == y[0] < 0 < x[1] == y[1] >= np.abs(np.r_[predicted, measured]).max()
-    assert left.get_title() == "layer4.0.conv3: the Taylor estimate, one channel zeroed at a time"
+    assert left.get_title() == "layer4.0.conv3: Taylor estimate vs\none channel zeroed at a time"
     np.testing.assert_array_equal(right.get_lines()[0].get_ydata(), np.sort(scores))
     assert right.get_ylabel() == "L1 norm score"
-    assert right.get_title() == "L1 norm from the weights alone; the left end goes first"
+    assert right.get_title() == "L1 norm, from the weights alone:\nthe left end goes first"
+    fig.canvas.draw()
+    boxes = [ax.title.get_window_extent() for ax in (left, right)]
+    assert boxes[0].x1 < boxes[1].x0  # the two titles do not run into each other
     plt.close(fig)
 
 
@@ -427,7 +430,14 @@ def test_pruning_curves_keep_a_flat_eer_from_looking_like_a_trend():
     hist.loc[hist.index[1], "t1/eer"] = 0.1  # a 0.005 wiggle
     fig = pruning.pruning_curves(hist, metrics=["t1/eer"])
     low, high = fig.axes[0].get_ylim()
-    assert high - low >= style.EER_MIN_SPAN - 1e-12 and low <= 0.095 and high >= 0.1
+    assert high - low >= style.RATE_MIN_SPAN - 1e-12 and low <= 0.095 and high >= 0.1
+    plt.close(fig)
+    # an accuracy near 1 wiggling by one image out of 60: widened, and never past 1
+    hist = hist.assign(**{"val/acc": 0.95})
+    hist.loc[hist.index[2], "val/acc"] = 0.95 - 1 / 60
+    fig = pruning.pruning_curves(hist, metrics=["val/acc"])
+    low, high = fig.axes[0].get_ylim()
+    assert high - low >= style.RATE_MIN_SPAN - 1e-12 and high <= 1.0
     plt.close(fig)
 
 

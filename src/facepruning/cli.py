@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import yaml
 
@@ -81,10 +82,7 @@ def _run_notebook(args: argparse.Namespace) -> None:
     run_notebook(args.notebook, args.output, parameters=given, run_parameters=shown)
 
 
-_RUN_HEADER = (
-    "# This run's parameters: params.yaml's section(s) {sections} and dvc.yaml's --set values\n"
-    "# (the notebook's own defaults are the test suite's small ones).\n"
-)
+_RUN_HEADER = "# This run's parameters: params.yaml's section(s) {sections} and the --set values\n"
 
 
 def _stage_given(command: str, args: argparse.Namespace) -> dict:
@@ -201,9 +199,23 @@ def _parameters_help(command: str) -> str:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog is written only when its help is shown: a stage's epilog
+    reads params.yaml, which no other use of the parser needs."""
+
+    def __init__(self, *args, epilog_from: Callable[[], str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._epilog_from = epilog_from
+
+    def format_help(self) -> str:
+        if self._epilog_from is not None:
+            self.epilog = self._epilog_from()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facepruning", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     nb = sub.add_parser("run-notebook", help="execute a notebook with parameters (a DVC stage)")
     nb.add_argument("notebook")
     nb.add_argument("output")
@@ -218,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(
             name,
             help=_STAGE_HELP[name],
-            epilog=_parameters_help(name),
+            epilog_from=functools.partial(_parameters_help, name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _add_param_options(stage, name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -72,7 +73,9 @@ def replay(p: Any, step: int, stage: str) -> tuple[FaceNet, dict[str, Any], dict
         checkpoint_dir="",
     )
     model, meta, inputs = prune.pruning_inputs(p.baseline_path, p.data_dir, arch=p.arch)
-    snapshots: list[FaceNet] = []  # the network of every row, in the loop's order
+    # the replay stops at the asked step, so its row is one of the last three measured (pruned,
+    # fine-tuned, and the final row the loop always ends with): only those networks are kept
+    snapshots: deque[FaceNet] = deque(maxlen=3)
 
     def measure(net: FaceNet) -> dict[str, Any]:
         snapshots.append(copy.deepcopy(net).cpu().eval())
@@ -89,9 +92,12 @@ def replay(p: Any, step: int, stage: str) -> tuple[FaceNet, dict[str, Any], dict
     rows = [(r["step"], r["stage"]) for r in result.history]
     if (step, stage) not in rows:
         raise DataError(f"{p.run}: the replay has no row at step {step} ({stage}); it has {rows}")
-    at = rows.index((step, stage))
-    net, row = snapshots[at], result.history[at]
-    return net, row, meta
+    at = rows.index((step, stage)) - (len(rows) - len(snapshots))
+    if at < 0:
+        raise DataError(
+            f"{p.run}: step {step} ({stage}) is not among the replay's last rows {rows[-3:]}"
+        )
+    return snapshots[at], result.history[rows.index((step, stage))], meta
 
 
 def _check_reproduces(row: Mapping[str, Any], history: pd.DataFrame, where: str) -> None:

@@ -29,6 +29,10 @@ GOOD, POOR = 0.9, 0.5
 #: selection's and chance's, not the criterion's.
 WIDTH_BLIND = ("random",)
 
+#: Width correlations at least this strong read "clearly", at least :data:`WEAK` "somewhat",
+#: weaker ones "barely".
+STRONG, WEAK = 0.7, 0.3
+
 #: A validation loss this many times the training loss of the same epoch is called a spike.
 SPIKE_RATIO = 10.0
 
@@ -138,17 +142,23 @@ def width_reading(rho: float, *, criterion: str) -> str:
             "the loop's selection (whole multiples of channels, a minimum per group) give, not a "
             "preference of the criterion"
         )
-    trend = "more" if rho > 0 else "less" if rho < 0 else "neither more nor less"
-    return f"{stated}: wider groups tended to lose {trend}"
+    if rho == 0:
+        return f"{stated}: wider groups lost neither more nor less"
+    how = "clearly" if abs(rho) >= STRONG else "somewhat" if abs(rho) >= WEAK else "barely"
+    return (
+        f"{stated}: wider groups lost {how} {'more' if rho > 0 else 'less'}, by rank; whether "
+        "more than the loop's selection gives random scores is notebook 04's question (C7)"
+    )
 
 
 def taylor_check_reading(correlations: dict[str, float]) -> str:
-    """What notebook 03's worked example shows: in which groups (role -> correlation of the
-    first-order prediction with the measured loss change) the estimate ranks channels as removing
-    them does (r >= :data:`GOOD`), in which it does not (r < :data:`POOR`), and in between."""
+    """What notebook 03's worked example shows: in which groups (role -> Spearman correlation of
+    the first-order prediction with the measured loss change) the estimate ranks channels as
+    removing them does (>= :data:`GOOD`), in which it does not (< :data:`POOR`), and in
+    between."""
 
     def named(items):
-        return ", ".join(f"the {role} (r = {r:.2f})" for role, r in items)
+        return ", ".join(f"the {role} (rank correlation {r:.2f})" for role, r in items)
 
     known = {k: v for k, v in correlations.items() if not np.isnan(v)}
     good = [(k, v) for k, v in known.items() if v >= GOOD]

@@ -41,9 +41,6 @@ __all__ = [
 
 style.apply_theme()
 
-#: The x axes of these figures: the history's measures, and the share of parameters removed.
-_X_LABELS = {**METRIC_LABELS, "params_removed_pct": "parameters removed (%)"}
-
 
 def _stage_lines(ax, frame: pd.DataFrame, x: str, metric: str, color, label: str = "") -> None:
     """Pruned (solid) and fine-tuned (dashed) curves from the original point; final as a star."""
@@ -327,7 +324,7 @@ def change_curves(
                         textcoords="offset points", fontsize=8,
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
                               "alpha": 0.85})  # fmt: skip
-        ax.set(xlabel=_X_LABELS.get(x, x), title=METRIC_LABELS.get(metric, metric))
+        ax.set(xlabel=METRIC_LABELS.get(x, x), title=METRIC_LABELS.get(metric, metric))
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle(title)
@@ -344,7 +341,6 @@ def criteria_curves(
     stage: str = "pruned",
     xs: Sequence[str] = ("filters_removed_pct", "params_removed_pct"),
     labels: Mapping[str, str] | None = None,
-    colors: Mapping[str, str] | None = None,
     title: str = "",
 ) -> plt.Figure:
     """Criteria side by side (``runs``: ``{key: run}``, named ``labels[key]``, else with
@@ -352,9 +348,8 @@ def criteria_curves(
     band in its colour, the ``reference`` key's curve thin and black in the other columns; one
     row per measure of what was removed (``xs``: share of filters, share of parameters, both
     columns of ``table``, :func:`facepruning.analysis.interval_table`). Criteria that remove
-    equal shares of filters can remove very different shares of parameters. ``colors``
-    (``{key: colour}``) replaces :func:`.style.palette`'s choice for the keys it names."""
-    colors = {**palette(list(runs)), **(colors or {})}
+    equal shares of filters can remove very different shares of parameters."""
+    colors = palette(list(runs))
     curves = {}
     for key, run in runs.items():
         rows = table[(table["run"] == run) & (table["metric"] == metric)]
@@ -374,7 +369,7 @@ def criteria_curves(
             _band_line(ax, curves[key], x, colors[key], stage, label(key, labels=labels))
             if i == 0:
                 ax.set_title(label(key, labels=labels), fontsize=9)
-            ax.set_xlabel(_X_LABELS.get(x, x), fontsize=8)
+            ax.set_xlabel(METRIC_LABELS.get(x, x), fontsize=8)
     for row in axes:
         row[0].set_ylabel(METRIC_LABELS.get(metric, metric))
     fig.suptitle(f"{title} ({STAGE_LABEL.get(stage, stage)}; thin black line: {ref_name})")
@@ -391,7 +386,6 @@ def interval_forest(
     hue: str | None = None,
     panel: str | None = None,
     labels: Mapping[str, str] | None = None,
-    colors: Mapping[str, str] | None = None,
     title: str = "",
 ) -> plt.Figure:
     """Estimates with their intervals as horizontal error bars, one line per row of ``frame``
@@ -402,11 +396,10 @@ def interval_forest(
 
     ``panel`` names a column whose values get one panel each, stacked, each with its own x axis
     (e.g. EER and TAR differences, for which "better" points opposite ways); ``xlabel`` may then
-    map panel values to x labels, and the panel value titles each panel. ``colors`` (``{hue
-    value: colour}``) replaces :func:`.style.palette`'s choice for the values it names.
+    map panel values to x labels, and the panel value titles each panel.
     """
     frame = frame.reset_index(drop=True)
-    colors = {**palette(list(dict.fromkeys(frame[hue])) if hue else [None]), **(colors or {})}
+    colors = palette(list(dict.fromkeys(frame[hue])) if hue else [None])
     panels = list(dict.fromkeys(frame[panel])) if panel else [None]
     parts = [frame[frame[panel] == p] if panel else frame for p in panels]
     fig, axes = plt.subplots(

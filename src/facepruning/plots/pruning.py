@@ -18,8 +18,8 @@ from matplotlib import ticker
 from . import style
 from .style import (
     CONTROL_STAGE_LABEL,
-    EER_MIN_SPAN,
     METRIC_LABELS,
+    RATE_MIN_SPAN,
     STAGE_LABEL,
     STAGE_MARKER,
     STAGE_STYLE,
@@ -44,8 +44,8 @@ def pruning_curves(
 ) -> plt.Figure:
     """Metrics against ``x`` (the share of filters removed; ``"step"`` for a run that removes
     nothing), pruned (solid) and fine-tuned (dashed), from the original network. A ``control``
-    (nothing removed) names its curves before and after fine-tuning. An EER axis spans at least
-    :data:`.style.EER_MIN_SPAN`.
+    (nothing removed) names its curves before and after fine-tuning. A rate's axis (EER,
+    accuracy, TAR) spans at least :data:`.style.RATE_MIN_SPAN`, within [0, 1].
 
     ``hue`` names a column (architecture, criterion) drawn in separate colours, named in the
     legend with :func:`.style.label` (``labels``: the display texts of keys it does not know,
@@ -75,8 +75,8 @@ def pruning_curves(
                     ms=4,
                     label=text,
                 )
-        if metric.endswith("eer"):
-            _widen(ax, EER_MIN_SPAN)
+        if metric.endswith(("eer", "acc")) or "tar@" in metric:
+            _widen(ax, RATE_MIN_SPAN)
         name = METRIC_LABELS.get(metric, metric)
         ax.set(xlabel=METRIC_LABELS.get(x, x.replace("_", " ")), ylabel=name, title=name)
         if x == "step":
@@ -88,11 +88,11 @@ def pruning_curves(
 
 
 def _widen(ax: plt.Axes, span: float) -> None:
-    """Widen the y axis around its centre to at least ``span``, never below zero."""
+    """Widen the y axis around its centre to at least ``span``, within [0, 1] (a rate's range)."""
     low, high = ax.get_ylim()
     if high - low < span:
         centre = (low + high) / 2
-        low = max(0.0, centre - span / 2)
+        low = min(max(0.0, centre - span / 2), 1.0 - span)
         ax.set_ylim(low, low + span)
 
 
@@ -141,13 +141,13 @@ def taylor_check(
     axes[0].set(
         xlabel="first-order prediction of the loss change",
         ylabel="measured loss change",
-        title=f"{group}: the Taylor estimate, one channel zeroed at a time",
+        title=f"{group}: Taylor estimate vs\none channel zeroed at a time",
     )
     axes[1].plot(np.sort(scores), marker=".", lw=0.8)
     axes[1].set(
         xlabel="channel (sorted by score)",
         ylabel=f"{criterion} score",
-        title=f"{criterion} from {uses}; the left end goes first",
+        title=f"{criterion}, from {uses}:\nthe left end goes first",
     )
     fig.tight_layout()
     return fig
@@ -156,7 +156,7 @@ def taylor_check(
 def taylor_checks(checks: Mapping[str, Any]) -> plt.Figure:
     """The first-order prediction against the measured loss change in several groups, one panel
     each (``checks``: role -> :class:`~facepruning.pruning.TaylorCheck`), with the dotted
-    diagonal of a perfect estimate and the correlation in the title."""
+    diagonal of a perfect estimate and the rank correlation in the title."""
     fig, axes = plt.subplots(1, len(checks), figsize=(3.4 * len(checks), 3.4), squeeze=False)
     for ax, (role, check) in zip(axes[0], checks.items(), strict=True):
         lim = np.abs(np.r_[check.predicted, check.measured]).max() * 1.05 or 1.0
@@ -167,7 +167,7 @@ def taylor_checks(checks: Mapping[str, Any]) -> plt.Figure:
             xlim=(-lim, lim),
             ylim=(-lim, lim),
             xlabel="first-order prediction",
-            title=f"{role}: {short}\nr = {check.correlation:.2f}",
+            title=f"{role}: {short}\nrank correlation {check.correlation:.2f}",
         )
         ax.title.set_fontsize(9)
         # losses of 1e-4: a shared power of ten and four ticks keep the labels apart

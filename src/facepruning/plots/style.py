@@ -29,7 +29,7 @@ __all__ = [
     "STAGE_MARKER",
     "STAGE_LABEL",
     "CONTROL_STAGE_LABEL",
-    "EER_MIN_SPAN",
+    "RATE_MIN_SPAN",
     "REFERENCE",
     "METRIC_LABELS",
     "NETWORK_LABELS",
@@ -56,8 +56,9 @@ STAGE_MARKER = {"pruned": "o", "finetuned": "s", "original": "o", "final": "*"}
 STAGE_LABEL = {"pruned": "pruned", "finetuned": "pruned + fine-tuned"}
 #: The same rows of a no-pruning control, where nothing is pruned.
 CONTROL_STAGE_LABEL = {"pruned": "before fine-tuning", "finetuned": "after fine-tuning"}
-#: An EER axis spans at least this much, so that a flat curve's noise does not look like a trend.
-EER_MIN_SPAN = 0.1
+#: A rate's axis (EER, accuracy, TAR) spans at least this much, so that a flat curve's noise does
+#: not look like a trend.
+RATE_MIN_SPAN = 0.1
 #: Colour of reference marks (original level, tolerance band, controls).
 REFERENCE = "#555555"
 #: Words for the metric keys of the histories.
@@ -69,6 +70,7 @@ METRIC_LABELS = {
     "val/acc": "identification accuracy",
     "descriptor_size": "descriptor size",
     "filters_removed_pct": "filters removed (%)",
+    "params_removed_pct": "parameters removed (%)",
     "step": "pruning step",
     "params": "parameters (millions)",
     "macs": "MACs per image (millions)",
@@ -117,8 +119,8 @@ def _label(key: str, labels: Mapping[str, str]) -> str:
         return labels[key]
     if key in LABELS:
         return LABELS[key]
-    arch, dash, rest = key.partition("-")
-    if dash and rest and arch in NETWORK_LABELS:
+    arch, rest = _parts(key)
+    if arch is not None and rest:
         return f"{NETWORK_LABELS[arch]}, {_label(rest, labels)}"
     return key
 
@@ -134,6 +136,7 @@ COLOR_OF = {
     "l1_norm": OKABE_ITO[5],
     "random": "#999999",
     "taylor_activation_unnormalized": "#000000",
+    "taylor_activation (unnormalized)": "#000000",  # the same run, by its variant key
     "control": REFERENCE,
 }
 

@@ -225,11 +225,15 @@ class TaylorCheck:
 
     @property
     def correlation(self) -> float:
-        """Pearson correlation of ``predicted`` and ``measured``; NaN when it is undefined (fewer
-        than two channels, or either side constant)."""
+        """Spearman's rank correlation of ``predicted`` and ``measured``: whether the estimate
+        orders the channels as zeroing them does, which is all a criterion uses (a single
+        outlier cannot carry it, as it can a Pearson correlation). NaN when it is undefined
+        (fewer than two channels, or either side constant)."""
         if len(self.channels) < 2 or np.ptp(self.predicted) == 0 or np.ptp(self.measured) == 0:
             return float("nan")
-        return float(np.corrcoef(self.predicted, self.measured)[0, 1])
+        ranks = [np.argsort(np.argsort(v, kind="stable"), kind="stable") for v in (
+            self.predicted, self.measured)]  # fmt: skip
+        return float(np.corrcoef(*ranks)[0, 1])
 
 
 def taylor_prediction_check(
