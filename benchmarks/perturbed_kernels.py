@@ -128,7 +128,7 @@ def compare(before: dict[str, dict], after: dict[str, dict]) -> list[dict]:
 def _fmt(c: dict) -> str:
     """ "estimate [interval] verdict", with the leave-one-run-out envelope the verdict is taken
     on where the claim pools several training runs."""
-    from facepruning.analysis import fmt_envelope
+    from facepruning.readings import fmt_envelope
 
     text = f"{c['estimate']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
     if c.get("loo_low") is not None:

@@ -14,8 +14,8 @@ import torch
 from scipy import stats
 
 from facepruning import analysis as an
+from facepruning import readings, verification
 from facepruning import statistics as stats_mod
-from facepruning import verification
 from facepruning.errors import DataError
 from facepruning.models import build_model, count_parameters
 
@@ -833,12 +833,14 @@ def test_change_curves_equal_paired_differences_and_the_claims_read_their_points
         assert at["filters_removed_pct"].item() == c["at_filters_removed_pct"]
         assert (at["low"].item(), at["high"].item()) == pytest.approx((c["low"], c["high"]))
     # the sentence follows the curves: step 1 better than the original, the late steps worse
-    text = an.change_reading(curves[curves["against"] == "original"], labels={"squeezenet": "SN"})
+    text = readings.change_reading(
+        curves[curves["against"] == "original"], labels={"squeezenet": "SN"}
+    )
     assert text.startswith("SN (1 training run") and "on the worse side of zero at 4 of 5" in text
     assert "the first at 24% removed, on the better side at 1;" in text
     # a TAR falling is worse: the same numbers read for a TAR swap the sides
     tar = curves[curves["against"] == "original"].assign(metric="t1/tar@far=0.01")
-    text = an.change_reading(tar, metric="t1/tar@far=0.01", labels={"squeezenet": "SN"})
+    text = readings.change_reading(tar, metric="t1/tar@far=0.01", labels={"squeezenet": "SN"})
     assert (
         "worse side of zero at 1 of 5 steps, the first at 12% removed, on the better side at 4"
         in text
@@ -866,7 +868,7 @@ def test_the_envelope_a_verdict_is_taken_on_reaches_the_tables_and_the_readme():
     single = _claims_compact([{**line, "loo_low": float("nan"), "loo_high": float("nan")}])
     assert "without_one_run" not in single["C2"]
     assert an.claims_table(single).loc["C2", "without any one run"] == ""
-    assert an.fmt_envelope([None, 0.01]) == "[unbounded, +0.010]"
+    assert readings.fmt_envelope([None, 0.01]) == "[unbounded, +0.010]"
 
 
 def test_rate_intervals_stay_within_the_range_of_a_rate():

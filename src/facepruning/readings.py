@@ -9,17 +9,33 @@ them contrasting inputs and checks the sentence changes with them.
 - :func:`training_reading`: notebook 02's loss curves (levelled off or still falling, a spike);
 - :func:`finetuning_reading`: notebook 03's curves (how often fine-tuning helps, the control);
 - :func:`width_reading`: notebook 03's width correlation (a criterion blind to width says so);
-- :func:`taylor_check_reading`: notebook 03's worked example (where the estimate holds, where not).
+- :func:`taylor_check_reading`: notebook 03's worked example (where the estimate holds, where not);
+- :func:`change_reading`: notebook 04's and the README's steps against the original or control;
+- :func:`fmt_interval`, :func:`fmt_envelope`, :func:`finite_or_none`: numbers as the sentences,
+  tables and JSON write them.
+
+Nothing here imports a network or the analysis code, so that the README generator
+(:mod:`facepruning.readme`) can write its sentences without them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["training_reading", "finetuning_reading", "width_reading", "taylor_check_reading"]
+__all__ = [
+    "training_reading",
+    "finetuning_reading",
+    "width_reading",
+    "taylor_check_reading",
+    "change_reading",
+    "fmt_interval",
+    "fmt_envelope",
+    "finite_or_none",
+]
 
 #: Correlations of predicted and measured loss changes at least this high: the estimate ranks
 #: channels as removal does; below :data:`POOR`, it does not.
@@ -35,6 +51,26 @@ STRONG, WEAK = 0.7, 0.3
 
 #: A validation loss this many times the training loss of the same epoch is called a spike.
 SPIKE_RATIO = 10.0
+
+
+def finite_or_none(value) -> float | None:
+    """A plain float for JSON, or None for NaN/None (numpy NaNs would otherwise be written)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def fmt_interval(estimate, low=None, high=None, digits: int = 3, sign: bool = False) -> str:
+    """``"0.133 [0.110, 0.160]"`` (``low``/``high`` None or NaN: the estimate alone; ``"n/a"``
+    for a missing estimate); ``sign`` writes a leading + on positive numbers."""
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    if finite_or_none(estimate) is None:
+        return "n/a"
+    text = f.format(estimate)
+    if finite_or_none(low) is not None and finite_or_none(high) is not None:
+        text += f" [{f.format(low)}, {f.format(high)}]"
+    return text
 
 
 def training_reading(
@@ -181,3 +217,48 @@ def taylor_check_reading(correlations: dict[str, float]) -> str:
         parts.append(f"no correlation is defined for the {', '.join(missing)} (constant changes)")
     text = "; ".join(parts)
     return text[:1].upper() + text[1:] + "."
+
+
+def fmt_envelope(ends: Sequence | None) -> str:
+    """``"[-0.024, +0.026]"``; an end left unbounded (too few identities without one run) reads
+    "unbounded"; empty for a claim judged on one training run."""
+    if not ends:
+        return ""
+    low, high = ("unbounded" if v is None else f"{v:+.3f}" for v in ends)
+    return f"[{low}, {high}]"
+
+
+def change_reading(
+    frame: pd.DataFrame, *, metric: str = "t1/eer", labels: Mapping[str, str] | None = None
+) -> str:
+    """Per network of ``frame`` (:func:`facepruning.analysis.change_curves`, one comparison): at
+    how many steps the pointwise 95% interval of ``metric``'s change lies on the worse side of
+    zero (above, for an EER; below, for a TAR), from what share of filters on, and on the better
+    side; how many training runs and identities it rests on; and the last step's change. Steps
+    without an interval are left out of the count; networks named by ``labels``."""
+    eer = metric.endswith("eer")
+    parts = []
+    rows_of = frame[frame["metric"] == metric] if len(frame) else frame
+    for arch, rows in rows_of.groupby("arch", sort=False):
+        rows = rows.sort_values("step")
+        judged = rows[rows["low"].notna() & rows["high"].notna()]
+        above, below = judged[judged["low"] > 0], judged[judged["high"] < 0]
+        worse, better = (above, below) if eer else (below, above)
+        n = len(judged)
+        if worse.empty and better.empty:
+            side = f"the interval contains zero at all {n} steps"
+        else:
+            side = f"the interval lies on the worse side of zero at {len(worse)} of {n} steps"
+            if len(worse):
+                side += f", the first at {worse['filters_removed_pct'].min():.0f}% removed"
+            if len(better):
+                side += f", on the better side at {len(better)}"
+        last = rows.iloc[-1]
+        runs = int(last["training_runs"])
+        parts.append(
+            f"{(labels or {}).get(arch, arch)} ({runs} training run{'s' if runs > 1 else ''}, "
+            f"{int(last['identities'])} test identities): {side}; at the last step "
+            f"({last['filters_removed_pct']:.0f}% of filters removed) "
+            f"{fmt_interval(last['estimate'], last['low'], last['high'], sign=True)}"
+        )
+    return "; ".join(parts) + "." if parts else "no step to read."

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis.claims import fmt_envelope
-from .analysis.curves import change_reading
 from .artifacts import read_json, write_text
 from .errors import DataError
 from .plots.style import NETWORK_LABELS
+from .readings import change_reading, fmt_envelope
 
 __all__ = [
     "BLOCKS",

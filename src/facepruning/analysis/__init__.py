@@ -35,11 +35,10 @@ Ten modules, one concern each; each depends only on those listed above it:
 ``claims``
     :func:`verdict`, :func:`judge_claims`: holds / refuted / inconclusive for the claims C1-C7 of
     docs/PAPERS.md (:data:`CLAIMS`), by whether the 95% interval clears each claim's threshold;
-    :func:`claims_table`, :func:`fmt_envelope`, :func:`numbers_of`, :func:`decided_by`.
+    :func:`claims_table`, :func:`numbers_of`, :func:`decided_by`.
 ``curves``
     :func:`change_curves`: every step's paired change from the original or from the control,
-    pooled over training runs like the claims (the curves behind the verdicts);
-    :func:`change_reading`, the sentence that reads them.
+    pooled over training runs like the claims (the curves behind the verdicts).
 ``summary``
     :func:`summarize` (:class:`Summary`), :func:`headline`, :func:`write_summary`:
     ``metrics/analysis.json`` and its CSV tables (:func:`baseline_table`,
@@ -55,14 +54,13 @@ from .claims import (
     VERDICTS,
     claims_table,
     decided_by,
-    fmt_envelope,
     judge_claims,
     numbers_of,
     verdict,
 )
 from .coverage import Coverage, interval_coverage, population_eer, simulate_scores
 from .criteria import criteria_comparison
-from .curves import change_curves, change_reading
+from .curves import change_curves
 from .intervals import (
     INTERVAL_METRICS,
     counts_for,
@@ -204,12 +202,10 @@ __all__ = [
     "verdict",
     "judge_claims",
     "claims_table",
-    "fmt_envelope",
     "numbers_of",
     "decided_by",
     # curves
     "change_curves",
-    "change_reading",
     # summary
     "SCHEMA",
     "METRIC_KEYS",

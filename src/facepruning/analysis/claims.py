@@ -5,8 +5,7 @@
 - :func:`judge_claims`: every claim, one line per network or run and a combined line, from the
   runs' identity-bootstrap replicates (paired differences on the same resamples);
 - :func:`claims_table`, :func:`numbers_of`, :func:`decided_by`: the closing table of notebook 04
-  and which network a combined verdict rests on; :func:`fmt_envelope`: the leave-one-run-out
-  envelope as text.
+  and which network a combined verdict rests on.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .. import readings
 from .. import statistics as st
 from ..errors import DataError
 from ..models import build_model, count_parameters
@@ -42,7 +42,6 @@ __all__ = [
     "verdict",
     "judge_claims",
     "claims_table",
-    "fmt_envelope",
     "numbers_of",
     "decided_by",
 ]
@@ -144,8 +143,7 @@ def _entry(
     extra, low, high = {}, iv.low, iv.high
     if isinstance(iv, Pooled):
         extra = {k: v for k, v in iv.as_dict().items() if k not in ("estimate", "low", "high")}
-        if not (math.isnan(iv.loo_low) or math.isnan(iv.loo_high)):
-            low, high = iv.loo_low, iv.loo_high
+        low, high = _decided_on(iv.low, iv.high, iv.loo_low, iv.loo_high)
     return {
         "id": cid,
         "claim": CLAIMS[cid.split("/")[0]],
@@ -158,6 +156,14 @@ def _entry(
         "detail": detail,
         **extra,
     }
+
+
+def _decided_on(low: float, high: float, loo_low: float, loo_high: float) -> tuple[float, float]:
+    """The ends a verdict is taken on: the leave-one-run-out envelope where there is one (NaN:
+    a single training run), else the interval."""
+    if math.isnan(loo_low) or math.isnan(loo_high):
+        return low, high
+    return loo_low, loo_high
 
 
 def _unjudged(cid: str, metric: str, threshold: float, reason: str) -> dict:
@@ -182,8 +188,9 @@ def _combine(cid: str, entries: Sequence[dict], threshold: float, what: str) -> 
     )
     deciding = [e for e in entries if e["verdict"] == overall] or list(entries)
 
-    def upper(e: dict) -> float:  # what the verdict was taken on: the envelope where there is one
-        high = e["high"] if math.isnan(e.get("loo_high", math.nan)) else e["loo_high"]
+    def upper(e: dict) -> float:  # the upper end the entry's verdict was taken on
+        nan = math.nan
+        high = _decided_on(e["low"], e["high"], e.get("loo_low", nan), e.get("loo_high", nan))[1]
         return high if math.isfinite(high) else math.inf
 
     worst = max(deciding, key=upper)
@@ -518,7 +525,7 @@ def claims_table(
             "ours: estimate [95% interval; C7: its null band]": fmt_interval(
                 c["estimate"], *(c["ci"] or [None, None]), sign=True
             ),
-            "without any one run": fmt_envelope(c.get("without_one_run")),
+            "without any one run": readings.fmt_envelope(c.get("without_one_run")),
             "threshold": (
                 "its null band"
                 if c["metric"].startswith("spearman")
@@ -535,15 +542,6 @@ def claims_table(
         for cid, c in claims.items()
     ]
     return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
-
-
-def fmt_envelope(ends: Sequence | None) -> str:
-    """``"[-0.024, +0.026]"``; an end left unbounded (too few identities without one run) reads
-    "unbounded"; empty for a claim judged on one training run."""
-    if not ends:
-        return ""
-    low, high = ("unbounded" if v is None else f"{v:+.3f}" for v in ends)
-    return f"[{low}, {high}]"
 
 
 def numbers_of(lines: Sequence[Mapping]) -> dict[str, str]:

@@ -7,8 +7,8 @@ kind of interval, so that a reader sees where the claim's point sits among its n
   row minus the original (what claims C1-C3 read) or minus the no-pruning control at the same
   step (what removing filters did, as C1/control reads it), paired on the same identity
   resamples and pooled over the run's training runs (folds and seeds, :mod:`.pooling`), so
-  SqueezeNet's curves rest on all of its runs;
-- :func:`change_reading`: the sentence that says, per network, where those intervals leave zero.
+  SqueezeNet's curves rest on all of its runs (:func:`facepruning.readings.change_reading` says,
+  per network, where their intervals leave zero).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import pandas as pd
 
 from ..errors import DataError
 from .claims import _Judge
-from .intervals import fmt_interval
 from .pooling import replicate_groups
 from .runs import (
     ORIGINAL,
@@ -31,7 +30,7 @@ from .runs import (
     params_removed_pct,
 )
 
-__all__ = ["change_curves", "change_reading"]
+__all__ = ["change_curves"]
 
 
 def change_curves(
@@ -102,39 +101,3 @@ def change_curves(
 def _has_row(run_scores: RunScores, at: tuple[int, str]) -> bool:
     rows = run_scores.rows
     return bool(((rows["step"] == at[0]) & (rows["stage"] == at[1])).any())
-
-
-def change_reading(
-    frame: pd.DataFrame, *, metric: str = "t1/eer", labels: Mapping[str, str] | None = None
-) -> str:
-    """Per network of ``frame`` (:func:`change_curves` of one comparison): at how many steps the
-    pointwise 95% interval of ``metric``'s change lies on the worse side of zero (above, for an
-    EER; below, for a TAR), from what share of filters on, and on the better side; how many
-    training runs and identities it rests on; and the last step's change. Steps without an
-    interval are left out of the count; networks named by ``labels``."""
-    eer = metric.endswith("eer")
-    parts = []
-    rows_of = frame[frame["metric"] == metric] if len(frame) else frame
-    for arch, rows in rows_of.groupby("arch", sort=False):
-        rows = rows.sort_values("step")
-        judged = rows[rows["low"].notna() & rows["high"].notna()]
-        above, below = judged[judged["low"] > 0], judged[judged["high"] < 0]
-        worse, better = (above, below) if eer else (below, above)
-        n = len(judged)
-        if worse.empty and better.empty:
-            side = f"the interval contains zero at all {n} steps"
-        else:
-            side = f"the interval lies on the worse side of zero at {len(worse)} of {n} steps"
-            if len(worse):
-                side += f", the first at {worse['filters_removed_pct'].min():.0f}% removed"
-            if len(better):
-                side += f", on the better side at {len(better)}"
-        last = rows.iloc[-1]
-        runs = int(last["training_runs"])
-        parts.append(
-            f"{(labels or {}).get(arch, arch)} ({runs} training run{'s' if runs > 1 else ''}, "
-            f"{int(last['identities'])} test identities): {side}; at the last step "
-            f"({last['filters_removed_pct']:.0f}% of filters removed) "
-            f"{fmt_interval(last['estimate'], last['low'], last['high'], sign=True)}"
-        )
-    return "; ".join(parts) + "." if parts else "no step to read."

@@ -24,6 +24,7 @@ import pandas as pd
 from .. import statistics as st
 from .. import verification
 from ..errors import DataError
+from ..readings import finite_or_none, fmt_interval  # re-exported: the analysis's formatters
 from .pooling import expanded_interval
 from .runs import PruneRun, RunScores, check_scores, params_removed_pct
 
@@ -43,29 +44,9 @@ __all__ = [
 INTERVAL_METRICS = ("t1/eer", "t5/eer", "t1/tar@far=0.01")
 
 
-def finite_or_none(value) -> float | None:
-    """A plain float for JSON, or None for NaN/None (numpy NaNs would otherwise be written)."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _ci(low, high) -> list | None:
     low, high = finite_or_none(low), finite_or_none(high)
     return None if low is None or high is None else [low, high]
-
-
-def fmt_interval(estimate, low=None, high=None, digits: int = 3, sign: bool = False) -> str:
-    """``"0.133 [0.110, 0.160]"`` (``low``/``high`` None or NaN: the estimate alone; ``"n/a"``
-    for a missing estimate); ``sign`` writes a leading + on positive numbers."""
-    f = f"{{:{'+' if sign else ''}.{digits}f}}"
-    if finite_or_none(estimate) is None:
-        return "n/a"
-    text = f.format(estimate)
-    if finite_or_none(low) is not None and finite_or_none(high) is not None:
-        text += f" [{f.format(low)}, {f.format(high)}]"
-    return text
 
 
 def interval_side(low, high, reference: float = 0.0) -> str:

@@ -42,6 +42,14 @@ __all__ = [
 style.apply_theme()
 
 
+def _yerr(low, high, centre) -> np.ndarray:
+    """Matplotlib's ``yerr`` (or ``xerr``) for intervals [low, high] around ``centre``: a
+    2 x n array of distances below and above (numbers or columns alike)."""
+    ends = np.vstack([np.atleast_1d(np.asarray(low, dtype=float)),
+                      np.atleast_1d(np.asarray(high, dtype=float))])  # fmt: skip
+    return np.abs(ends - np.atleast_1d(np.asarray(centre, dtype=float)))
+
+
 def _stage_lines(ax, frame: pd.DataFrame, x: str, metric: str, color, label: str = "") -> None:
     """Pruned (solid) and fine-tuned (dashed) curves from the original point; final as a star."""
     for stage in ("pruned", "finetuned"):
@@ -155,7 +163,7 @@ def tolerance_selection(
             )
             ends = (intervals or {}).get(metric)
             if ends is not None:
-                err = np.abs(np.array([[ends[0]], [ends[1]]]) - row[metric])
+                err = _yerr(ends[0], ends[1], row[metric])
                 ax.errorbar(row[x] / x_scale, row[metric], yerr=err, fmt="none",
                             ecolor=OKABE_ITO[3], elinewidth=2, capsize=5,
                             label="its 95% interval")  # fmt: skip
@@ -190,7 +198,7 @@ def _band_line(
     if rows["low"].notna().any() and band == "fill":
         ax.fill_between(rows[x], rows["low"], rows["high"], color=color, alpha=0.15, lw=0)
     elif rows["low"].notna().any() and band == "bars":  # a reference drawn over other bands
-        err = np.abs(rows[["low", "high"]].to_numpy().T - rows["estimate"].to_numpy())
+        err = _yerr(rows["low"], rows["high"], rows["estimate"])
         ax.errorbar(rows[x], rows["estimate"], yerr=np.nan_to_num(err), fmt="none",
                     ecolor=color, elinewidth=0.8, capsize=2)  # fmt: skip
 
@@ -238,7 +246,7 @@ def interval_curves(
                 )
             final = mine[mine["stage"] == "final"]
             if len(final):
-                err = np.abs(final[["low", "high"]].to_numpy().T - final["estimate"].to_numpy())
+                err = _yerr(final["low"], final["high"], final["estimate"])
                 ax.errorbar(
                     final["_x"], final["estimate"], yerr=np.nan_to_num(err), fmt="*", ms=11,
                     color=colors[key], mec="black", mew=0.5, label="final fine-tuning",
@@ -316,7 +324,7 @@ def change_curves(
                 ((mark.get("low"), mark.get("high")), "black", 1.4),
             ):
                 if ends is not None and all(e is not None and np.isfinite(e) for e in ends):
-                    err = np.abs(np.array([[ends[0]], [ends[1]]]) - mark["y"])
+                    err = _yerr(ends[0], ends[1], mark["y"])
                     ax.errorbar(mark["x"], mark["y"], yerr=err, fmt="none", ecolor=color,
                                 elinewidth=width, capsize=4)  # fmt: skip
             # stacked, so that claims read at the same step stay legible
@@ -437,7 +445,7 @@ def _forest_panel(
         if not sel.any():
             continue
         f = frame[sel]
-        err = np.abs(f[["low", "high"]].to_numpy().T - f["estimate"].to_numpy())
+        err = _yerr(f["low"], f["high"], f["estimate"])
         ax.errorbar(
             f["estimate"], y[sel], xerr=np.nan_to_num(err), fmt="o", capsize=3,
             color=colors[h], label=None if h is None else label(h, labels=labels),
