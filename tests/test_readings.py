@@ -107,3 +107,20 @@ def test_taylor_check_reading_says_where_the_estimate_holds_and_where_it_fails()
         and "the stem (rank correlation 0.95), the widest (rank correlation 0.99)" in fine
     )
     assert "No correlation" in readings.taylor_check_reading({"stem": float("nan")})
+
+
+def test_digits_apart_keeps_a_number_off_the_threshold_it_misses():
+    assert readings.digits_apart([-0.1027, 0.0125], 0.02) == 3  # nothing rounds onto +-0.02
+    assert readings.digits_apart([-0.1027, 0.01988], 0.02) == 4  # 0.01988 would print +0.020
+    assert readings.digits_apart([-0.01996], 0.02) == 5  # -0.0200 at 4 decimals
+    assert readings.digits_apart([0.02, -0.02, None, float("nan")], 0.02) == 3  # exactly on it
+    assert readings.digits_apart([0.01988], None) == 3  # no threshold, nothing to miss
+    assert readings.fmt_envelope([-0.0197, 0.01988], 4) == "[-0.0197, +0.0199]"
+
+
+def test_fmt_interval_at_the_digits_apart_shows_which_side_of_the_threshold():
+    ends = [-0.10268, 0.019881]
+    digits = readings.digits_apart(ends, 0.02)
+    text = readings.fmt_interval(-0.0378, *ends, digits=digits, sign=True)
+    assert text == "-0.0378 [-0.1027, +0.0199]"
+    assert float(text.rpartition(", ")[2].rstrip("]")) < 0.02

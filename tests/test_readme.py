@@ -118,6 +118,25 @@ SYNTHETIC = {
                 },
             },
         },  # fmt: skip
+        "C6": {
+            "papers": "paper 2: a large share of filters, minimal loss",
+            "verdict": "inconclusive",
+            "threshold": 0.02,
+            "identities": 40,
+            "training_runs": 6,
+            "estimate": 0.034,
+            "ci": [-0.0102, 0.0825],
+            "without_one_run": [-0.0197, 0.0951],
+            "metric": "t1/eer change",
+            "parts": {
+                "squeezenet": {
+                    "verdict": "inconclusive",
+                    "estimate": 0.034,
+                    "ci": [-0.0102, 0.0825],
+                },
+                "resnet50": {"verdict": "holds", "estimate": -0.0378, "ci": [-0.10268, 0.019881]},
+            },
+        },  # fmt: skip
     },
     "evidence": {
         "interval_method": "expanded percentile",
@@ -181,12 +200,14 @@ def test_render_synthetic_analysis():
         "ρ +0.97 (random scores normalised per layer: [+0.80, +0.95], the verdict's null; "
         "uniform random: [-0.20, +0.30]); numbers of ResNet50, taylor_activation; ρ against the "
         "band of its null: SqueezeNet +0.90 [+0.85, +0.95]: inconclusive; ResNet50 +0.97 "
-        "[+0.80, +0.95]: holds | the null band |  | holds |" in claims[3]
+        "[+0.80, +0.95]: holds | the null band |  | holds |" in claims[4]
     )
-    assert "random" not in claims[3].partition("band of its null")[2]  # main runs only
+    assert "random" not in claims[4].partition("band of its null")[2]  # main runs only
     assert (
         "against the equally trained control: -0.010 [-0.030, +0.010], inconclusive" in (claims[2])
     )
+    assert "ResNet50 -0.0378 [-0.1027, +0.0199]: holds" in claims[3]  # not "+0.020: holds"
+    assert "without any one run [-0.0197, +0.0951] | inconclusive |" in claims[3]
     findings = blocks["findings"]
     assert "is not distinguishable from the control's for SqueezeNet (60% of filters removed: " in (
         findings
@@ -206,7 +227,7 @@ def test_render_synthetic_analysis():
 
 def test_replace_blocks_keeps_everything_outside_the_markers(tmp_path):
     new = readme.replace_blocks(README, readme.render(SYNTHETIC))
-    assert new.startswith("# title\ntext before\n<!-- findings:begin -->\nOf the papers' 2 claims")
+    assert new.startswith("# title\ntext before\n<!-- findings:begin -->\nOf the papers' 3 claims")
     assert "<!-- results:begin -->\n| network" in new
     assert "old table" not in new and "\nmiddle\n" in new and new.endswith("-->\nafter\n")
     assert readme.replace_blocks(new, readme.render(SYNTHETIC)) == new  # idempotent

@@ -12,7 +12,8 @@ them contrasting inputs and checks the sentence changes with them.
 - :func:`taylor_check_reading`: notebook 03's worked example (where the estimate holds, where not);
 - :func:`change_reading`: notebook 04's and the README's steps against the original or control;
 - :func:`fmt_interval`, :func:`fmt_envelope`, :func:`finite_or_none`: numbers as the sentences,
-  tables and JSON write them.
+  tables and JSON write them; :func:`digits_apart`: enough digits that a number is not printed as
+  the threshold it misses.
 
 Nothing here imports a network or the analysis code, so that the README generator
 (:mod:`facepruning.readme`) can write its sentences without them.
@@ -35,6 +36,7 @@ __all__ = [
     "fmt_interval",
     "fmt_envelope",
     "finite_or_none",
+    "digits_apart",
 ]
 
 #: Correlations of predicted and measured loss changes at least this high: the estimate ranks
@@ -219,12 +221,30 @@ def taylor_check_reading(correlations: dict[str, float]) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-def fmt_envelope(ends: Sequence | None) -> str:
+def digits_apart(values: Sequence, threshold: float | None, digits: int = 3) -> int:
+    """The decimals, at least ``digits``, at which none of ``values`` that differs from
+    ``+threshold`` or ``-threshold`` prints as it: an interval's end of 0.0199 printed "+0.020"
+    beside a verdict that it lies within +-0.02 reads as a contradiction (up to 6 decimals).
+
+    >>> digits_apart([-0.1027, 0.01988], 0.02)
+    4
+    """
+    if threshold is None:
+        return digits
+    finite = [float(v) for v in values if finite_or_none(v) is not None]
+    ends = (threshold, -threshold)
+    for d in range(digits, 7):
+        if not any(abs(round(v, d) - t) < 1e-12 < abs(v - t) for v in finite for t in ends):
+            return d
+    return 6
+
+
+def fmt_envelope(ends: Sequence | None, digits: int = 3) -> str:
     """``"[-0.024, +0.026]"``; an end left unbounded (too few identities without one run) reads
     "unbounded"; empty for a claim judged on one training run."""
     if not ends:
         return ""
-    low, high = ("unbounded" if v is None else f"{v:+.3f}" for v in ends)
+    low, high = ("unbounded" if v is None else f"{v:+.{digits}f}" for v in ends)
     return f"[{low}, {high}]"
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 from .artifacts import read_json, write_text
 from .errors import DataError
 from .plots.style import NETWORK_LABELS
-from .readings import change_reading, fmt_envelope
+from .readings import change_reading, digits_apart, fmt_envelope
 
 __all__ = [
     "BLOCKS",
@@ -159,7 +159,7 @@ def _nulls(c: Mapping) -> str:
     return "; ".join(bands)
 
 
-def _rests_on(c: Mapping) -> str:
+def _rests_on(c: Mapping, digits: int = 3) -> str:
     """Identities and training runs, and the interval's envelope without any one run (what the
     verdict is taken on, where there are several)."""
     if "training_runs" not in c:
@@ -167,7 +167,7 @@ def _rests_on(c: Mapping) -> str:
     runs = c["training_runs"]
     text = f"{c['identities']} identities, {runs} training run{'s' if runs > 1 else ''}"
     if c.get("without_one_run"):
-        text += f"; without any one run {fmt_envelope(c['without_one_run'])}"
+        text += f"; without any one run {fmt_envelope(c['without_one_run'], digits)}"
     return text
 
 
@@ -186,6 +186,14 @@ def _parts(c: Mapping, main: Mapping[str, str], fmt: str) -> list[str]:
     ]
 
 
+def _digits(c: Mapping) -> int:
+    """One claim's row in as many decimals as keep every number of it off its threshold."""
+    values = [c["estimate"], *(c["ci"] or []), *(c.get("without_one_run") or [])]
+    for p in c.get("parts", {}).values():
+        values += [p["estimate"], *(p["ci"] or [])]
+    return digits_apart(values, c.get("threshold"))
+
+
 def _claims(a: Mapping) -> str:
     lines = [
         "| | the papers report | ours: estimate [95% interval; C7: its null band] | threshold "
@@ -195,11 +203,13 @@ def _claims(a: Mapping) -> str:
     main = a.get("main_runs", {})
     for cid, c in sorted(a["claims"].items(), key=lambda kv: int(kv[0][1:])):
         rho = c["metric"].startswith("spearman")
-        parts = _parts(c, main, "+.2f" if rho else "+.3f")
+        digits = 3 if rho else _digits(c)
+        fmt = "+.2f" if rho else f"+.{digits}f"
+        parts = _parts(c, main, fmt)
         if rho:
             ours, threshold = f"ρ {_num(c['estimate'], '+.2f')} ({_nulls(c)})", "the null band"
         else:
-            ours = f"{_num(c['estimate'], '+.3f')}{_ci(c['ci'], '+.3f')} ({c['metric']})"
+            ours = f"{_num(c['estimate'], fmt)}{_ci(c['ci'], fmt)} ({c['metric']})"
             threshold = _num(c.get("threshold"), "+.2f")
         if c.get("numbers_of"):
             name = _network(c["numbers_of"])
@@ -211,10 +221,10 @@ def _claims(a: Mapping) -> str:
         if "control" in c.get("parts", {}):
             p = c["parts"]["control"]
             ours += (
-                f"; against the equally trained control: {_num(p['estimate'], '+.3f')}"
-                f"{_ci(p['ci'], '+.3f')}, {p['verdict']}"
+                f"; against the equally trained control: {_num(p['estimate'], fmt)}"
+                f"{_ci(p['ci'], fmt)}, {p['verdict']}"
             )
-        row = [cid, c["papers"], ours, threshold, _rests_on(c), c["verdict"]]
+        row = [cid, c["papers"], ours, threshold, _rests_on(c, digits), c["verdict"]]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -517,15 +517,22 @@ def claims_table(
     ``lines`` (:func:`judge_claims`) also "numbers of": the network or run whose numbers a
     combined claim shows (:func:`numbers_of`; empty for a claim judged on one run)."""
     deciding = numbers_of(lines) if lines is not None else {}
+    digits = {
+        cid: readings.digits_apart(
+            [c["estimate"], *(c["ci"] or []), *(c.get("without_one_run") or [])],
+            None if c["metric"].startswith("spearman") else c.get("threshold"),
+        )
+        for cid, c in claims.items()
+    }
     rows = [
         {
             "claim": cid,
             "the papers report": c["papers"],
             "verdict": c["verdict"],
             "ours: estimate [95% interval; C7: its null band]": fmt_interval(
-                c["estimate"], *(c["ci"] or [None, None]), sign=True
+                c["estimate"], *(c["ci"] or [None, None]), digits=digits[cid], sign=True
             ),
-            "without any one run": readings.fmt_envelope(c.get("without_one_run")),
+            "without any one run": readings.fmt_envelope(c.get("without_one_run"), digits[cid]),
             "threshold": (
                 "its null band"
                 if c["metric"].startswith("spearman")
