@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 
@@ -88,7 +91,7 @@ def test_finetuning_reading_of_the_control_speaks_of_training_not_pruning():
 
 def test_width_reading_does_not_credit_a_width_blind_criterion():
     taylor = readings.width_reading(0.36, criterion="taylor_activation")
-    assert "wider groups lost somewhat more, by rank" in taylor and "(C7)" in taylor
+    assert "wider groups lost somewhat more, by rank" in taylor and "(claim C7)" in taylor
     assert "lost clearly more" in readings.width_reading(0.9, criterion="taylor_activation")
     assert "lost barely less" in readings.width_reading(-0.1, criterion="l1_norm")
     blind = readings.width_reading(0.36, criterion="random")
@@ -124,3 +127,30 @@ def test_fmt_interval_at_the_digits_apart_shows_which_side_of_the_threshold():
     text = readings.fmt_interval(-0.0378, *ends, digits=digits, sign=True)
     assert text == "-0.0378 [-0.1027, +0.0199]"
     assert float(text.rpartition(", ")[2].rstrip("]")) < 0.02
+
+
+def test_the_readings_and_the_readme_generator_load_no_network_or_analysis_code():
+    """The README is rewritten from metrics alone: its sentences must not need torch or the
+    analysis code (a test failing here means an import crept back in)."""
+    code = (
+        "import sys, facepruning.readings as r; print('torch' in sys.modules); "
+        "import facepruning.readme; "
+        "print(sorted(m for m in sys.modules if m.startswith('facepruning.analysis')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["False", "[]"]
+
+
+def test_claim_digits_reads_the_whole_claim_and_leaves_c7_alone():
+    c6 = {
+        "metric": "t1/eer change",
+        "threshold": 0.02,
+        "estimate": 0.034,
+        "ci": [-0.0102, 0.0825],
+        "parts": {"resnet50": {"estimate": -0.0378, "ci": [-0.1027, 0.01988]}},
+    }
+    assert readings.claim_digits(c6) == 4  # because of a sub-line's end
+    assert readings.claim_digits({**c6, "parts": {}}) == 3
+    assert readings.claim_digits({**c6, "without_one_run": [-0.01966, 0.095], "parts": {}}) == 4
+    c7 = {"metric": "spearman rho (width, share removed) vs its null", "estimate": 0.0199}
+    assert readings.claim_digits({**c7, "ci": [0.01988, 0.3], "threshold": 0.02}) == 3

@@ -16,6 +16,7 @@ from facepruning.errors import PruningError
 from facepruning.models import build_model
 from facepruning.pruning.scoring import (
     ImportanceAccumulator,
+    TaylorCheck,
     normalize_per_group,
     taylor_prediction_check,
 )
@@ -322,3 +323,23 @@ def test_taylor_prediction_check_samples_at_most_channels_for_every_criterion(re
         np.testing.assert_array_equal(check.measured, again.measured)  # scores differ, not these
     with pytest.raises(PruningError, match="at least one channel"):
         taylor_prediction_check(model, group, x, y, channels=0)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "measured"),
+    [([0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, -1.0]), ([3.0, 0.0, 0.0, 1.0], [2.0, 0.0, 5.0, 1.0])],
+)
+def test_taylor_check_correlation_gives_tied_channels_their_average_rank(predicted, measured):
+    """Channels whose activation is all zero predict and change nothing: tied at 0 on both sides.
+    Ranked in their order of appearance, the ties would agree with each other and pull the
+    correlation towards +1 (-0.2 for the first case, where Spearman's is -1)."""
+    check = TaylorCheck(
+        group="g",
+        channels=np.arange(4),
+        predicted=np.array(predicted),
+        measured=np.array(measured),
+        scores=np.zeros(4),
+        loss=1.0,
+    )
+    expected = scipy.stats.spearmanr(predicted, measured).statistic
+    assert check.correlation == pytest.approx(expected)

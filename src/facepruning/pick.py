@@ -92,12 +92,13 @@ def replay(p: Any, step: int, stage: str) -> tuple[FaceNet, dict[str, Any], dict
     rows = [(r["step"], r["stage"]) for r in result.history]
     if (step, stage) not in rows:
         raise DataError(f"{p.run}: the replay has no row at step {step} ({stage}); it has {rows}")
-    at = rows.index((step, stage)) - (len(rows) - len(snapshots))
+    row = rows.index((step, stage))
+    at = row - (len(rows) - len(snapshots))
     if at < 0:
         raise DataError(
             f"{p.run}: step {step} ({stage}) is not among the replay's last rows {rows[-3:]}"
         )
-    return snapshots[at], result.history[rows.index((step, stage))], meta
+    return snapshots[at], result.history[row], meta
 
 
 def _check_reproduces(row: Mapping[str, Any], history: pd.DataFrame, where: str) -> None:

@@ -12,8 +12,8 @@ them contrasting inputs and checks the sentence changes with them.
 - :func:`taylor_check_reading`: notebook 03's worked example (where the estimate holds, where not);
 - :func:`change_reading`: notebook 04's and the README's steps against the original or control;
 - :func:`fmt_interval`, :func:`fmt_envelope`, :func:`finite_or_none`: numbers as the sentences,
-  tables and JSON write them; :func:`digits_apart`: enough digits that a number is not printed as
-  the threshold it misses.
+  tables and JSON write them; :func:`digits_apart`, :func:`claim_digits`: enough digits that a
+  number is not printed as the threshold it misses.
 
 Nothing here imports a network or the analysis code, so that the README generator
 (:mod:`facepruning.readme`) can write its sentences without them.
@@ -37,6 +37,7 @@ __all__ = [
     "fmt_envelope",
     "finite_or_none",
     "digits_apart",
+    "claim_digits",
 ]
 
 #: Correlations of predicted and measured loss changes at least this high: the estimate ranks
@@ -185,7 +186,8 @@ def width_reading(rho: float, *, criterion: str) -> str:
     how = "clearly" if abs(rho) >= STRONG else "somewhat" if abs(rho) >= WEAK else "barely"
     return (
         f"{stated}: wider groups lost {how} {'more' if rho > 0 else 'less'}, by rank; whether "
-        "more than the loop's selection gives random scores is notebook 04's question (C7)"
+        "that goes beyond what random scores put through the same loop would give is notebook "
+        "04's question (claim C7)"
     )
 
 
@@ -237,6 +239,19 @@ def digits_apart(values: Sequence, threshold: float | None, digits: int = 3) -> 
         if not any(abs(round(v, d) - t) < 1e-12 < abs(v - t) for v in finite for t in ends):
             return d
     return 6
+
+
+def claim_digits(claim: Mapping) -> int:
+    """The decimals of one claim of ``analysis.json`` (``summarize(...).compact["claims"]``):
+    :func:`digits_apart` of its estimate, interval, envelope and sub-lines against its threshold,
+    so that the README and notebook 04 print a claim alike. C7 (against a null band, not a
+    threshold) keeps 3."""
+    if claim["metric"].startswith("spearman"):
+        return 3
+    values = [claim["estimate"], *(claim["ci"] or []), *(claim.get("without_one_run") or [])]
+    for part in claim.get("parts", {}).values():
+        values += [part["estimate"], *(part["ci"] or [])]
+    return digits_apart(values, claim.get("threshold"))
 
 
 def fmt_envelope(ends: Sequence | None, digits: int = 3) -> str:

@@ -28,7 +28,7 @@ import pandas as pd
 from .artifacts import read_json, write_text
 from .errors import DataError
 from .plots.style import NETWORK_LABELS
-from .readings import change_reading, digits_apart, fmt_envelope
+from .readings import change_reading, claim_digits, fmt_envelope
 
 __all__ = [
     "BLOCKS",
@@ -186,14 +186,6 @@ def _parts(c: Mapping, main: Mapping[str, str], fmt: str) -> list[str]:
     ]
 
 
-def _digits(c: Mapping) -> int:
-    """One claim's row in as many decimals as keep every number of it off its threshold."""
-    values = [c["estimate"], *(c["ci"] or []), *(c.get("without_one_run") or [])]
-    for p in c.get("parts", {}).values():
-        values += [p["estimate"], *(p["ci"] or [])]
-    return digits_apart(values, c.get("threshold"))
-
-
 def _claims(a: Mapping) -> str:
     lines = [
         "| | the papers report | ours: estimate [95% interval; C7: its null band] | threshold "
@@ -203,7 +195,7 @@ def _claims(a: Mapping) -> str:
     main = a.get("main_runs", {})
     for cid, c in sorted(a["claims"].items(), key=lambda kv: int(kv[0][1:])):
         rho = c["metric"].startswith("spearman")
-        digits = 3 if rho else _digits(c)
+        digits = claim_digits(c)
         fmt = "+.2f" if rho else f"+.{digits}f"
         parts = _parts(c, main, fmt)
         if rho:

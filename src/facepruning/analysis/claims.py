@@ -517,13 +517,7 @@ def claims_table(
     ``lines`` (:func:`judge_claims`) also "numbers of": the network or run whose numbers a
     combined claim shows (:func:`numbers_of`; empty for a claim judged on one run)."""
     deciding = numbers_of(lines) if lines is not None else {}
-    digits = {
-        cid: readings.digits_apart(
-            [c["estimate"], *(c["ci"] or []), *(c.get("without_one_run") or [])],
-            None if c["metric"].startswith("spearman") else c.get("threshold"),
-        )
-        for cid, c in claims.items()
-    }
+    digits = {cid: readings.claim_digits(c) for cid, c in claims.items()}
     rows = [
         {
             "claim": cid,

@@ -88,11 +88,13 @@ def pruning_curves(
 
 
 def _widen(ax: plt.Axes, span: float) -> None:
-    """Widen the y axis around its centre to at least ``span``, within [0, 1] (a rate's range)."""
+    """Widen the y axis around its centre to at least ``span``, within a rate's range [0, 1] and
+    a margin of 5% of ``span`` beyond it (so that markers at 0 or 1 are drawn whole)."""
     low, high = ax.get_ylim()
     if high - low < span:
+        margin = 0.05 * span
         centre = (low + high) / 2
-        low = min(max(0.0, centre - span / 2), 1.0 - span)
+        low = min(max(-margin, centre - span / 2), 1.0 + margin - span)
         ax.set_ylim(low, low + span)
 
 

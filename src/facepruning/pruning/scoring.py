@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PruningError
+from ..statistics import spearman
 from .importance import Captured, Importance, importance_of
 from .surgery import ChannelGroup, zero_channels
 
@@ -228,12 +229,9 @@ class TaylorCheck:
         """Spearman's rank correlation of ``predicted`` and ``measured``: whether the estimate
         orders the channels as zeroing them does, which is all a criterion uses (a single
         outlier cannot carry it, as it can a Pearson correlation). NaN when it is undefined
-        (fewer than two channels, or either side constant)."""
-        if len(self.channels) < 2 or np.ptp(self.predicted) == 0 or np.ptp(self.measured) == 0:
-            return float("nan")
-        ranks = [np.argsort(np.argsort(v, kind="stable"), kind="stable") for v in (
-            self.predicted, self.measured)]  # fmt: skip
-        return float(np.corrcoef(*ranks)[0, 1])
+        (fewer than two channels, or either side constant). Ties (channels whose activation is
+        all zero predict and change nothing) share their average rank."""
+        return spearman(self.predicted, self.measured)
 
 
 def taylor_prediction_check(
