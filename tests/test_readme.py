@@ -209,11 +209,12 @@ def test_render_synthetic_analysis():
     assert "ResNet50 -0.0378 [-0.1027, +0.0199]: holds" in claims[3]  # not "+0.020: holds"
     assert "without any one run [-0.0197, +0.0951] | inconclusive |" in claims[3]
     findings = blocks["findings"]
-    assert "is not distinguishable from the control's for SqueezeNet (60% of filters removed: " in (
-        findings
+    assert (
+        "the final Taylor-pruned network (its main run: 10 test identities, one training run) is "
+        "not distinguishable from the control's: SqueezeNet -0.004 [-0.020, +0.012] with 60% of "
+        "filters removed." in findings
     )
     assert "ResNet50" not in findings  # no control: not compared
-    assert "(lower is better; its main run: 10 test identities, one training run) is" in findings
     assert "without any one of those runs: 2 holds (C1, C7, against random" in findings
     assert "has 74% fewer parameters than SqueezeNet and a 1-image EER -0.002 [" in findings
     evidence = blocks["evidence"]
@@ -297,7 +298,34 @@ def test_findings_read_the_steps_against_the_control_when_the_curves_are_there()
         }
     )
     findings = readme.render(SYNTHETIC, curves)["findings"]
-    assert "against its control at the same step" in findings
-    squeezenet = "SqueezeNet (6 training runs, 40 test identities): the interval lies on the worse"
-    assert f"{squeezenet} side of zero at 2 of 3 steps, the first at 20% removed" in findings
+    assert "against the control at the same step" in findings
+    squeezenet = "SqueezeNet is worse at 2 of 3 steps, from 20% of filters removed (6 training"
+    assert f"{squeezenet} runs, 40 test identities)." in findings
     assert "+0.900" not in findings  # the change from the original is not this sentence's
+    # a network whose steps all contain zero is named as such; the sentence count stays three
+    flat = curves.assign(arch="mobilenet_v2", low=-0.01, high=0.01)
+    findings = readme.render(SYNTHETIC, pd.concat([curves, flat]))["findings"]
+    assert "(6 training runs, 40 test identities), MobileNetV2 at none." in findings
+    findings = readme.render(SYNTHETIC, flat)["findings"]
+    assert "(pointwise 95% intervals pooled over every training run of the network), " in findings
+    assert findings.endswith(
+        "MobileNetV2 at none of them. The SqueezerFaceNet pick, "
+        + (findings.partition(" The SqueezerFaceNet pick, ")[2])
+    )
+    assert findings.count(". ") == 2
+
+
+def test_findings_say_each_final_network_on_its_side_of_the_control():
+    worse = {"vs_control": 0.03, "vs_control_ci": [0.01, 0.05]}
+    nets = dict(SYNTHETIC["networks"])
+    nets["mobilenet_v2"] = {**nets["squeezenet"], "t1_eer": {**worse}, "filters_removed_pct": 58.0}
+    mixed = readme.render({**SYNTHETIC, "networks": nets})["findings"]
+    assert (
+        "the final Taylor-pruned networks (each network's main run: 10 test identities, one "
+        "training run) are: SqueezeNet -0.004 [-0.020, +0.012] with 60% of filters removed, not "
+        "distinguishable from the control's, MobileNetV2 +0.030 [+0.010, +0.050] with 58% of "
+        "filters removed, worse than the control's." in mixed
+    )
+    nets["squeezenet"] = {**nets["squeezenet"], "t1_eer": {**worse}}
+    both = readme.render({**SYNTHETIC, "networks": nets})["findings"]
+    assert "are each worse than its control: SqueezeNet +0.030 [+0.010, +0.050] with 60%" in both

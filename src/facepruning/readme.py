@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +28,7 @@ import pandas as pd
 from .artifacts import read_json, write_text
 from .errors import DataError
 from .plots.style import NETWORK_LABELS
-from .readings import change_reading, claim_digits, fmt_envelope
+from .readings import claim_digits, fmt_envelope
 
 __all__ = [
     "BLOCKS",
@@ -230,21 +230,91 @@ def _side(ci) -> str:
     return "better than the control's" if ci[1] < 0 else "not distinguishable from the control's"
 
 
-def _findings(a: Mapping, curves: pd.DataFrame | None = None) -> str:
-    """The claims' tally, what pruning did against the control (the final networks; with
-    ``curves``, notebook 04's ``change_curves`` table, also every step pooled over the training
-    runs), the pick."""
-    nets, identities = [], set()
+def _against_control(a: Mapping, curves: pd.DataFrame | None) -> str:
+    """One sentence: each final network against its equally trained control, then (with
+    ``curves``, notebook 04's ``change_curves`` table) at how many steps, right after the step
+    and pooled over the network's training runs, the interval lies on the worse side."""
+    finals, sides, identities = [], set(), set()
     for arch, n in a["networks"].items():
         t1 = n.get("t1_eer") or {}
         if t1.get("vs_control") is None:
             continue
         identities.add(n.get("test_identities"))
-        nets.append(
-            f"{_side(t1.get('vs_control_ci'))} for {NETWORK_LABELS.get(arch, arch)} "
-            f"({_num(n['filters_removed_pct'], '.0f')}% of filters removed: "
-            f"{_num(t1['vs_control'], '+.3f')}{_ci(t1.get('vs_control_ci'), '+.3f')})"
+        side = _side(t1.get("vs_control_ci"))
+        sides.add(side)
+        finals.append(
+            (
+                f"{NETWORK_LABELS.get(arch, arch)} "
+                f"{_num(t1['vs_control'], '+.3f')}{_ci(t1.get('vs_control_ci'), '+.3f')} with "
+                f"{_num(n['filters_removed_pct'], '.0f')}% of filters removed",
+                side,
+            )
         )
+    if not finals:
+        return ""
+    where = (
+        f"{identities.pop()} test identities, one training run"
+        if len(identities) == 1 and None not in identities
+        else "fold 0, one training run"
+    )
+    if len(finals) == 1:
+        final, side = finals[0]
+        listed = f"network (its main run: {where}) is {side}: {final}"
+    elif len(sides) == 1:
+        listed = f"networks (each network's main run: {where}) are {_each(sides.pop())}: " + (
+            ", ".join(final for final, _ in finals)
+        )
+    else:
+        listed = f"networks (each network's main run: {where}) are: " + (
+            ", ".join(f"{final}, {side}" for final, side in finals)
+        )
+    text = (
+        "Against a control trained exactly as long with nothing removed (1-image EER, lower is "
+        f"better), the final Taylor-pruned {listed}"
+    )
+    steps = curves[(curves["against"] == "control") & (curves["metric"] == "t1/eer")] if (
+        curves is not None and len(curves)
+    ) else None  # fmt: skip
+    if steps is not None and len(steps):
+        worse, none_worse = [], []
+        for arch, rows in steps.groupby("arch", sort=False):
+            judged = rows[rows["low"].notna() & rows["high"].notna()].sort_values("step")
+            bad = judged[[_side([lo, hi]).startswith("worse") for lo, hi in zip(
+                judged["low"], judged["high"], strict=True)]]  # fmt: skip
+            name = NETWORK_LABELS.get(arch, arch)
+            if bad.empty:
+                none_worse.append(name)
+                continue
+            runs = int(rows["training_runs"].iloc[-1])
+            worse.append(
+                f"{name} is worse at {len(bad)} of {len(judged)} steps, from "
+                f"{bad['filters_removed_pct'].min():.0f}% of filters removed ({runs} training "
+                f"run{'s' if runs > 1 else ''}, {int(rows['identities'].iloc[-1])} test "
+                "identities)"
+            )
+        if none_worse:
+            worse.append(
+                f"{_and(none_worse)} at none" if worse else f"{_and(none_worse)} at none of them"
+            )
+        text += (
+            "; right after each pruning step, against the control at the same step (pointwise "
+            "95% intervals pooled over every training run of the network), " + ", ".join(worse)
+        )
+    return text + "."
+
+
+def _each(side: str) -> str:
+    """``_side``'s reading of one network, said of each of several."""
+    return "each " + side.replace("the control's", "its control")
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _findings(a: Mapping, curves: pd.DataFrame | None = None) -> str:
+    """Three sentences: the claims' tally, what pruning did against the control
+    (:func:`_against_control`), the pick."""
     verdicts: dict[str, list[str]] = {}
     for cid, c in sorted(a["claims"].items(), key=lambda kv: int(kv[0][1:])):
         verdicts.setdefault(c["verdict"], []).append(cid)
@@ -258,27 +328,12 @@ def _findings(a: Mapping, curves: pd.DataFrame | None = None) -> str:
         for v in ("holds", "refuted", "inconclusive")
         if (ids := verdicts.get(v))
     )
-    where = (
-        f"{identities.pop()} test identities, one training run"
-        if len(identities) == 1 and None not in identities
-        else "fold 0, one training run"
-    )
     text = [
         f"Of the papers' {len(a['claims'])} claims, judged on these data with 95% intervals "
         "that pool every fold and seed run, and required to hold without any one of those "
         f"runs: {tally}.",
-        "Against a control trained exactly as long with nothing removed, each network's final "
-        f"Taylor-pruned 1-image EER (lower is better; its main run: {where}) is "
-        + "; ".join(nets)
-        + ".",
+        _against_control(a, curves),
     ]
-    steps = curves[curves["against"] == "control"] if curves is not None else None
-    if steps is not None and len(steps):
-        text.append(
-            "Right after each pruning step, against its control at the same step (1-image EER, "
-            "pointwise 95% intervals, pooled over every training run of the network): "
-            + change_reading(steps, labels=NETWORK_LABELS)
-        )
     pick = a.get("squeezerfacenet")
     if pick:
         text.append(
@@ -287,7 +342,7 @@ def _findings(a: Mapping, curves: pd.DataFrame | None = None) -> str:
             f"1-image EER {_num(pick.get('eer_change'), '+.3f')}"
             f"{_ci(pick.get('eer_change_ci'), '+.3f')} from the original's."
         )
-    return " ".join(text)
+    return " ".join(t for t in text if t)
 
 
 def _evidence(a: Mapping) -> str:
