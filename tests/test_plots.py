@@ -418,7 +418,8 @@ def test_pruning_curves_against_the_step_for_a_run_that_removes_nothing():
     fig = pruning.pruning_curves(hist, metrics=["t1/eer"], x="step", control=True)
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert set(lines) == {"before fine-tuning", "after fine-tuning"}  # nothing is pruned
+    # nothing is pruned: no "pruned" in any label
+    assert set(lines) == {"before fine-tuning", "after fine-tuning", pruning.FINAL_LABEL}
     assert list(lines["before fine-tuning"].get_xdata()) == [0, 1, 2, 3]
     assert ax.get_xlabel() == "pruning step"
     plt.close(fig)
@@ -440,6 +441,25 @@ def test_pruning_curves_keep_a_flat_eer_from_looking_like_a_trend():
     low, high = fig.axes[0].get_ylim()
     margin = 0.05 * style.RATE_MIN_SPAN
     assert high - low == pytest.approx(style.RATE_MIN_SPAN) and high == pytest.approx(1 + margin)
+    plt.close(fig)
+    # a flat accuracy of 0.983: matplotlib pads it past the minimum span, and past 1
+    fig = pruning.pruning_curves(hist.assign(**{"val/acc": 0.983}), metrics=["val/acc"])
+    low, high = fig.axes[0].get_ylim()
+    assert low < 0.983 < high <= 1 + margin + 1e-12
+    plt.close(fig)
+
+
+def test_one_run_is_drawn_in_its_own_colour():
+    hist = _history()
+    hist = hist[hist["arch"] == "resnet50"]
+    colour = style.palette(["resnet50-random"])["resnet50-random"]
+    fig = pruning.pruning_curves(hist, metrics=["t1/eer"], color=colour)
+    assert {line.get_color() for line in fig.axes[0].get_lines()} == {colour}
+    final = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == pruning.FINAL_LABEL]
+    assert len(final) == 1 and list(final[0].get_ydata()) == [0.21]  # the final row, a star
+    plt.close(fig)
+    fig = pruning.pruning_curves(hist, metrics=["t1/eer"])  # no colour: the palette's first
+    assert {line.get_color() for line in fig.axes[0].get_lines()} != {colour}
     plt.close(fig)
 
 

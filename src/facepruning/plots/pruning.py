@@ -32,6 +32,10 @@ __all__ = ["pruning_curves", "layer_heatmap", "taylor_check", "taylor_checks"]
 style.apply_theme()
 
 
+#: The last row of a run (after its final, longer fine-tuning), drawn as one marker.
+FINAL_LABEL = "after the final fine-tuning"
+
+
 def pruning_curves(
     history: pd.DataFrame,
     *,
@@ -40,20 +44,23 @@ def pruning_curves(
     hue: str | None = None,
     labels: Mapping[str, str] | None = None,
     control: bool = False,
+    color: str | None = None,
     title: str = "",
 ) -> plt.Figure:
     """Metrics against ``x`` (the share of filters removed; ``"step"`` for a run that removes
-    nothing), pruned (solid) and fine-tuned (dashed), from the original network. A ``control``
+    nothing), pruned (solid) and fine-tuned (dashed), from the original network, and the final
+    network (after the final fine-tuning) as a star. A ``control``
     (nothing removed) names its curves before and after fine-tuning. A rate's axis (EER,
     accuracy, TAR) spans at least :data:`.style.RATE_MIN_SPAN`, within [0, 1].
 
     ``hue`` names a column (architecture, criterion) drawn in separate colours, named in the
     legend with :func:`.style.label` (``labels``: the display texts of keys it does not know,
-    e.g. criteria).
+    e.g. criteria); without it, one run is drawn in ``color`` (its :func:`.style.palette`
+    colour, so that a run looks the same in every figure).
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
     groups = history.groupby(hue) if hue else [("", history)]
-    colors = palette([g for g, _ in groups])
+    colors = palette([g for g, _ in groups]) if color is None else dict.fromkeys([""], color)
     stage_label = CONTROL_STAGE_LABEL if control else STAGE_LABEL
     for ax, metric in zip(axes[0], metrics, strict=True):
         for key, frame in groups:
@@ -75,6 +82,11 @@ def pruning_curves(
                     ms=4,
                     label=text,
                 )
+            final = frame[(frame["stage"] == "final") & frame[metric].notna()]
+            if len(final):  # the network the run hands over: the reports quote it
+                text = f"{label(key, labels=labels)}, {FINAL_LABEL}" if hue else FINAL_LABEL
+                ax.plot(final[x], final[metric], ls="none", color=colors[key], ms=10, label=text,
+                        marker=STAGE_MARKER["final"], mec="black", mew=0.6)  # fmt: skip
         if metric.endswith(("eer", "acc")) or "tar@" in metric:
             _widen(ax, RATE_MIN_SPAN)
         name = METRIC_LABELS.get(metric, metric)
@@ -88,14 +100,16 @@ def pruning_curves(
 
 
 def _widen(ax: plt.Axes, span: float) -> None:
-    """Widen the y axis around its centre to at least ``span``, within a rate's range [0, 1] and
-    a margin of 5% of ``span`` beyond it (so that markers at 0 or 1 are drawn whole)."""
+    """Widen the y axis around its centre to at least ``span``, and keep it within a rate's
+    range [0, 1] and a margin of 5% of ``span`` beyond it (so that markers at 0 or 1 are drawn
+    whole, and no tick reads an accuracy above 1)."""
+    margin = 0.05 * span
     low, high = ax.get_ylim()
     if high - low < span:
-        margin = 0.05 * span
         centre = (low + high) / 2
         low = min(max(-margin, centre - span / 2), 1.0 + margin - span)
-        ax.set_ylim(low, low + span)
+        high = low + span
+    ax.set_ylim(max(low, -margin), min(high, 1.0 + margin))
 
 
 def layer_heatmap(layers: pd.DataFrame, *, title: str = "") -> plt.Figure:
@@ -126,6 +140,7 @@ def taylor_check(
     group: str,
     criterion: str,
     uses: str,
+    color: str | None = None,
 ) -> plt.Figure:
     """Notebook 03's worked example (:func:`facepruning.pruning.taylor_prediction_check`).
 
@@ -134,18 +149,18 @@ def taylor_check(
     ``criterion``'s scores of all the group's channels, sorted (the left end goes first);
     ``criterion`` is the criterion's display name (e.g. "Taylor (activations)"), shown as given,
     and ``uses`` what its scores are computed from (e.g. "one mini-batch", "the weights alone").
-    The left panel tests the Taylor estimate whatever the run's criterion.
+    The left panel tests the Taylor estimate whatever the run's criterion; ``color``: the run's.
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     lim = np.abs(np.r_[predicted, measured]).max() * 1.05
-    axes[0].scatter(predicted, measured, s=12)
+    axes[0].scatter(predicted, measured, s=12, color=color)
     axes[0].plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls=":")
     axes[0].set(
         xlabel="first-order prediction of the loss change",
         ylabel="measured loss change",
         title=f"{group}: Taylor estimate vs\none channel zeroed at a time",
     )
-    axes[1].plot(np.sort(scores), marker=".", lw=0.8)
+    axes[1].plot(np.sort(scores), marker=".", lw=0.8, color=color)
     axes[1].set(
         xlabel="channel (sorted by score)",
         ylabel=f"{criterion} score",
@@ -155,14 +170,14 @@ def taylor_check(
     return fig
 
 
-def taylor_checks(checks: Mapping[str, Any]) -> plt.Figure:
+def taylor_checks(checks: Mapping[str, Any], *, color: str | None = None) -> plt.Figure:
     """The first-order prediction against the measured loss change in several groups, one panel
     each (``checks``: role -> :class:`~facepruning.pruning.TaylorCheck`), with the dotted
-    diagonal of a perfect estimate and the rank correlation in the title."""
+    diagonal of a perfect estimate and the rank correlation in the title; ``color``: the run's."""
     fig, axes = plt.subplots(1, len(checks), figsize=(3.4 * len(checks), 3.4), squeeze=False)
     for ax, (role, check) in zip(axes[0], checks.items(), strict=True):
         lim = np.abs(np.r_[check.predicted, check.measured]).max() * 1.05 or 1.0
-        ax.scatter(check.predicted, check.measured, s=12)
+        ax.scatter(check.predicted, check.measured, s=12, color=color)
         ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls=":")
         short = check.group.removeprefix("backbone.")
         ax.set(
