@@ -353,7 +353,7 @@ def criteria_curves(
 ) -> plt.Figure:
     """Criteria side by side (``runs``: ``{key: run}``, named ``labels[key]``, else with
     :func:`.style.label`): one column per run, its ``stage`` curve of ``metric`` with its 95%
-    band in its colour, the ``reference`` key's curve thin and black in the other columns; one
+    band in its colour, the ``reference`` key's curve dotted and black in the other columns; one
     row per measure of what was removed (``xs``: share of filters, share of parameters, both
     columns of ``table``, :func:`facepruning.analysis.interval_table`). Criteria that remove
     equal shares of filters can remove very different shares of parameters."""
@@ -371,16 +371,17 @@ def criteria_curves(
         for i, x in enumerate(xs):
             ax = axes[i][j]
             if key != reference and reference in curves:
-                # black, not the reference grey: grey is a criterion's colour (random)
+                # black, not the reference grey: grey is a criterion's colour (random); dotted,
+                # as a criterion's curve may be black too (unnormalised Taylor)
                 _band_line(ax, curves[reference], x, "black", stage, ref_name, band="none",
-                           lw=0.8, marker="")  # fmt: skip
+                           lw=1.0, marker="", ls=":")  # fmt: skip
             _band_line(ax, curves[key], x, colors[key], stage, label(key, labels=labels))
             if i == 0:
                 ax.set_title(label(key, labels=labels), fontsize=9)
             ax.set_xlabel(METRIC_LABELS.get(x, x), fontsize=8)
     for row in axes:
         row[0].set_ylabel(METRIC_LABELS.get(metric, metric))
-    fig.suptitle(f"{title} ({STAGE_LABEL.get(stage, stage)}; thin black line: {ref_name})")
+    fig.suptitle(f"{title} ({STAGE_LABEL.get(stage, stage)}; dotted black line: {ref_name})")
     fig.tight_layout()
     return fig
 
